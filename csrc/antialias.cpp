@@ -1,0 +1,351 @@
+// CPU analytic antialiasing of silhouette edges (the method of nvdiffrast's antialias op,
+// Laine et al. 2020, "Modular Primitives for High-Performance Differentiable Rendering").
+//
+// antialias_topology(tri (F,3) int32) -> opp (F,3) int32
+//   opp[t, k] = the vertex opposite edge k (corners k+1, k+2) in the other triangle sharing
+//   that edge, or -1 when the edge has one triangle or more than two (always a silhouette
+//   candidate). Triangles with a repeated vertex are ignored.
+// antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, opp) -> out (B,H,W,C)
+// antialias_bwd(color, rast, pos, tri, opp, grad_out) -> (grad_color, grad_pos)
+//
+// For every horizontally or vertically adjacent pixel pair whose triangle ids differ, take
+// the triangle of the pixel in front (smaller z/w; a covered pixel beats background) and the
+// edge of that triangle crossing the segment between the two pixel centres on the side of
+// the other pixel. If that edge is a silhouette (no neighbour, or a neighbour facing the
+// other way as seen from the eye) and is steeper than 45 degrees relative to the pair axis,
+// the crossing point d (0 = front pixel centre, 1 = other centre) sets a box-filter blend:
+// with alpha = +-(0.5 - d), one of the two pixels moves towards the other's colour,
+//   out[target] += alpha * (color[p1] - color[p0]),  target = alpha > 0 ? p0 : p1.
+// d moves with the edge's vertices, which gives gradients w.r.t. clip positions; they are
+// zero where d is clamped to [0, 1]. Triangles with a vertex at W <= 0 are not antialiased.
+#include "raster_common.h"
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using morph3d_raster::num_threads;
+using morph3d_raster::rast_triangle;
+
+// ---------------------------------------------------------------------------------------
+// Edge topology.
+
+at::Tensor antialias_topology(const at::Tensor& tri_in) {
+  TORCH_CHECK(tri_in.device().is_cpu(), "morph3d antialias_topology: CPU tensor expected");
+  TORCH_CHECK(tri_in.dim() == 2 && tri_in.size(1) == 3 && tri_in.scalar_type() == at::kInt,
+              "morph3d antialias_topology: tri must be (F, 3) int32");
+  const at::Tensor tri = tri_in.contiguous();
+  const int64_t F = tri.size(0);
+  const int32_t* f = tri.data_ptr<int32_t>();
+  at::Tensor opp = at::full({F, 3}, -1, tri.options());
+  int32_t* o = opp.data_ptr<int32_t>();
+
+  struct Slot {
+    uint64_t key;  // (min + 1) | (max + 1) << 32; 0 = empty
+    int64_t first, second, count;  // flat corner indices t * 3 + k
+  };
+  int64_t cap = 16;
+  while (cap < 6 * F) cap <<= 1;
+  std::vector<Slot> table(cap, Slot{0, -1, -1, 0});
+  auto key_of = [](int64_t a, int64_t b) {
+    const uint64_t lo = (uint64_t)std::min(a, b) + 1, hi = (uint64_t)std::max(a, b) + 1;
+    return lo | (hi << 32);
+  };
+  auto find = [&](uint64_t key) -> Slot& {
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    int64_t i = (int64_t)(h & (uint64_t)(cap - 1));
+    while (table[i].key != 0 && table[i].key != key) i = (i + 1) & (cap - 1);
+    return table[i];
+  };
+  auto degenerate = [&](int64_t t) {
+    return f[t * 3] == f[t * 3 + 1] || f[t * 3 + 1] == f[t * 3 + 2] || f[t * 3 + 2] == f[t * 3];
+  };
+  for (int64_t t = 0; t < F; ++t) {
+    if (degenerate(t)) continue;
+    for (int k = 0; k < 3; ++k) {
+      const uint64_t key = key_of(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]);
+      Slot& s = find(key);
+      if (s.key == 0) {
+        s.key = key;
+        s.first = t * 3 + k;
+      } else if (s.count == 1) {
+        s.second = t * 3 + k;
+      }
+      ++s.count;
+    }
+  }
+  for (int64_t t = 0; t < F; ++t) {
+    if (degenerate(t)) continue;
+    for (int k = 0; k < 3; ++k) {
+      const Slot& s = find(key_of(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]));
+      if (s.count != 2) continue;
+      const int64_t other = (s.first == t * 3 + k) ? s.second : s.first;
+      o[t * 3 + k] = f[other];
+    }
+  }
+  return opp;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pair analysis.
+
+struct Hit {
+  double alpha = 0.0;       // signed blend weight; 0 = no effect
+  bool active = false;      // d strictly inside (0, 1): alpha depends on the vertices
+  int64_t q0 = -1, q1 = -1; // the pair's pixels (flat indices)
+  int64_t va = -1, vc = -1; // edge vertex indices
+  double ga[3] = {0, 0, 0}; // d alpha / d (X, Y, W) of va
+  double gc[3] = {0, 0, 0}; // same for vc
+};
+
+inline double det3(const double* a, const double* b, const double* c) {
+  return a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
+}
+
+struct Image {
+  int64_t B, H, W, C, N, F;
+};
+
+// Analyse the pair (x, y) -> (x + 1, y) (dir 0) or (x, y + 1) (dir 1) of image b.
+template <typename scalar_t>
+bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* opp,
+                  int64_t b, int64_t x, int64_t y, int dir, bool want_grad, Hit& hit) {
+  const int64_t q0 = (b * im.H + y) * im.W + x, q1 = q0 + (dir == 0 ? 1 : im.W);
+  const scalar_t* r0 = rast + q0 * 4;
+  const scalar_t* r1 = rast + q1 * 4;
+  const int64_t t0 = rast_triangle(r0, im.F), t1 = rast_triangle(r1, im.F);
+  if (t0 == t1) return false;
+  int front;
+  if (t0 >= 0 && t1 >= 0)
+    front = (r0[2] < r1[2]) ? 0 : 1;
+  else
+    front = (t0 >= 0) ? 0 : 1;
+  const int64_t t = front ? t1 : t0;
+  const double ds = front ? -1.0 : 1.0;
+  const double fx = (double)(x + (front && dir == 0 ? 1 : 0)), fy = (double)(y + (front && dir == 1 ? 1 : 0));
+  const scalar_t* pb = pos + b * im.N * 4;
+  const int32_t* f = tri + t * 3;
+
+  double P[3][3], s[3], tt[3];
+  const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
+  for (int k = 0; k < 3; ++k) {
+    const scalar_t* v = pb + 4 * (int64_t)f[k];
+    P[k][0] = (double)v[0];
+    P[k][1] = (double)v[1];
+    P[k][2] = (double)v[3];
+    if (!(P[k][2] > 0.0)) return false;
+    const double sx = (P[k][0] / P[k][2] + 1.0) * hw - 0.5 - fx;
+    const double sy = (P[k][1] / P[k][2] + 1.0) * hh - 0.5 - fy;
+    s[k] = dir == 0 ? sx : sy;   // along the pair axis
+    tt[k] = dir == 0 ? sy : sx;  // across it
+  }
+  // Edge crossing the pair axis furthest towards the other pixel.
+  int kb = -1;
+  double best = -INFINITY;
+  for (int k = 0; k < 3; ++k) {
+    const int a = (k + 1) % 3, c = (k + 2) % 3;
+    if ((tt[a] < 0.0) == (tt[c] < 0.0)) continue;
+    const double d = ds * (s[a] * tt[c] - s[c] * tt[a]) / (tt[c] - tt[a]);
+    if (d > best) {
+      best = d;
+      kb = k;
+    }
+  }
+  if (kb < 0) return false;
+  const int a = (kb + 1) % 3, c = (kb + 2) % 3;
+  if (std::fabs(tt[c] - tt[a]) < std::fabs(s[c] - s[a])) return false;  // the other direction handles it
+  const double eps = 1.0 / 16.0;
+  if (!(best > -eps && best < 1.0 + eps)) return false;
+  // Silhouette: the neighbour across the edge faces the other way (or there is none).
+  const int32_t ov = opp[t * 3 + kb];
+  if (ov >= 0) {
+    const scalar_t* v = pb + 4 * (int64_t)ov;
+    double Q[3][3];
+    for (int k = 0; k < 3; ++k)
+      for (int j = 0; j < 3; ++j) Q[k][j] = P[k][j];
+    Q[kb][0] = (double)v[0];
+    Q[kb][1] = (double)v[1];
+    Q[kb][2] = (double)v[3];
+    const double dt = det3(P[0], P[1], P[2]), dw = det3(Q[0], Q[1], Q[2]);
+    if (dw != 0.0 && ((dw > 0.0) != (dt > 0.0))) return false;
+  }
+  const double dc = std::min(1.0, std::max(0.0, best));
+  const double alpha = ds * (0.5 - dc);
+  if (alpha == 0.0) return false;
+  hit.alpha = alpha;
+  hit.q0 = q0;
+  hit.q1 = q1;
+  hit.active = best > 0.0 && best < 1.0;
+  hit.va = f[a];
+  hit.vc = f[c];
+  if (want_grad && hit.active) {
+    // alpha = 0.5 ds - cross, cross = (s_a tt_c - s_c tt_a) / (tt_c - tt_a).
+    const double den = tt[c] - tt[a];
+    const double d_sa = -tt[c] / den, d_sc = tt[a] / den;
+    const double d_ta = -tt[c] * (s[a] - s[c]) / (den * den), d_tc = -tt[a] * (s[c] - s[a]) / (den * den);
+    auto to_clip = [&](const double* Pk, double d_s, double d_t, double* g) {
+      const double gx = dir == 0 ? d_s : d_t, gy = dir == 0 ? d_t : d_s;  // d alpha / d pixel x, y
+      const double iw = 1.0 / Pk[2];
+      g[0] = gx * hw * iw;
+      g[1] = gy * hh * iw;
+      g[2] = -(gx * hw * Pk[0] + gy * hh * Pk[1]) * iw * iw;
+    };
+    to_clip(P[a], d_sa, d_ta, hit.ga);
+    to_clip(P[c], d_sc, d_tc, hit.gc);
+  }
+  return true;
+}
+
+// Per-pair alphas of a whole batch: ah for (x,y)-(x+1,y), av for (x,y)-(x,y+1). When hits is
+// given, rows[b * H + y] collects the active pairs with their gradient data.
+template <typename scalar_t>
+void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* opp,
+                 std::vector<double>& ah, std::vector<double>& av, std::vector<std::vector<Hit>>* rows) {
+  at::parallel_for(0, im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / im.H, y = row % im.H;
+      for (int dir = 0; dir < 2; ++dir) {
+        if (dir == 1 && y == im.H - 1) break;
+        const int64_t xend = dir == 0 ? im.W - 1 : im.W;
+        double* dst = (dir == 0 ? ah : av).data() + row * im.W;
+        for (int64_t x = 0; x < xend; ++x) {
+          Hit hit;
+          if (!analyse_pair(im, rast, pos, tri, opp, b, x, y, dir, rows != nullptr, hit)) continue;
+          dst[x] = hit.alpha;
+          if (rows && hit.active) (*rows)[row].push_back(hit);
+        }
+      }
+    }
+  });
+}
+
+void check_inputs(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
+                  const at::Tensor& opp) {
+  for (const at::Tensor* t : {&color, &rast, &pos, &tri, &opp})
+    TORCH_CHECK(t->device().is_cpu(), "morph3d antialias: CPU tensors expected");
+  TORCH_CHECK(color.dim() == 4 && rast.dim() == 4 && rast.size(3) == 4 && color.size(0) == rast.size(0) &&
+                  color.size(1) == rast.size(1) && color.size(2) == rast.size(2),
+              "morph3d antialias: color (B,H,W,C) and rast (B,H,W,4) must match");
+  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4 && pos.size(0) == color.size(0),
+              "morph3d antialias: pos must be (B, N, 4)");
+  TORCH_CHECK(color.scalar_type() == rast.scalar_type() && color.scalar_type() == pos.scalar_type() &&
+                  (color.scalar_type() == at::kFloat || color.scalar_type() == at::kDouble),
+              "morph3d antialias: color, rast and pos must share a float32 or float64 dtype");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt && opp.sizes() == tri.sizes() &&
+                  opp.scalar_type() == at::kInt,
+              "morph3d antialias: tri and opp must be (F, 3) int32");
+}
+
+Image image_of(const at::Tensor& color, const at::Tensor& pos, const at::Tensor& tri) {
+  return Image{color.size(0), color.size(1), color.size(2), color.size(3), pos.size(1), tri.size(0)};
+}
+
+at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, const at::Tensor& pos_in,
+                         const at::Tensor& tri_in, const at::Tensor& opp_in) {
+  check_inputs(color_in, rast_in, pos_in, tri_in, opp_in);
+  const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
+  const at::Tensor tri = tri_in.contiguous(), opp = opp_in.contiguous();
+  const Image im = image_of(color, pos, tri);
+  at::Tensor out = at::empty_like(color);
+  AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
+    std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
+    analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
+                opp.data_ptr<int32_t>(), ah, av, nullptr);
+    const scalar_t* c = color.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const int64_t C = im.C, W = im.W, H = im.H;
+    at::parallel_for(0, im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t x = q % W, y = (q / W) % H;
+        const scalar_t* cq = c + q * C;
+        scalar_t* oq = o + q * C;
+        for (int64_t k = 0; k < C; ++k) oq[k] = cq[k];
+        // The four pairs this pixel belongs to; each adds alpha * (c[p1] - c[p0]) if it targets q.
+        auto add = [&](double alpha, int64_t p0, int64_t p1) {
+          for (int64_t k = 0; k < C; ++k) oq[k] += (scalar_t)(alpha * ((double)c[p1 * C + k] - (double)c[p0 * C + k]));
+        };
+        if (x + 1 < W && ah[q] > 0.0) add(ah[q], q, q + 1);
+        if (x > 0 && ah[q - 1] < 0.0) add(ah[q - 1], q - 1, q);
+        if (y + 1 < H && av[q] > 0.0) add(av[q], q, q + W);
+        if (y > 0 && av[q - W] < 0.0) add(av[q - W], q - W, q);
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, const at::Tensor& rast_in,
+                                                 const at::Tensor& pos_in, const at::Tensor& tri_in,
+                                                 const at::Tensor& opp_in, const at::Tensor& grad_in) {
+  check_inputs(color_in, rast_in, pos_in, tri_in, opp_in);
+  TORCH_CHECK(grad_in.sizes() == color_in.sizes(), "morph3d antialias_bwd: grad must match color");
+  const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
+  const at::Tensor tri = tri_in.contiguous(), opp = opp_in.contiguous();
+  const at::Tensor grad = grad_in.to(color.scalar_type()).contiguous();
+  const Image im = image_of(color, pos, tri);
+  at::Tensor grad_color = at::empty_like(color);
+  at::Tensor grad_pos = at::zeros_like(pos);
+  AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
+    std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
+    std::vector<std::vector<Hit>> rows(im.B * im.H);
+    analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
+                opp.data_ptr<int32_t>(), ah, av, &rows);
+    const scalar_t* c = color.data_ptr<scalar_t>();
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    scalar_t* gc = grad_color.data_ptr<scalar_t>();
+    const int64_t C = im.C, W = im.W, H = im.H;
+    // Colour gradients, gathered per pixel: out[T] = c[T] + alpha (c[p1] - c[p0]).
+    at::parallel_for(0, im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t x = q % W, y = (q / W) % H;
+        for (int64_t k = 0; k < C; ++k) {
+          double acc = (double)g[q * C + k];
+          if (x + 1 < W && ah[q] != 0.0) acc -= ah[q] * (double)g[(ah[q] > 0.0 ? q : q + 1) * C + k];
+          if (x > 0 && ah[q - 1] != 0.0) acc += ah[q - 1] * (double)g[(ah[q - 1] > 0.0 ? q - 1 : q) * C + k];
+          if (y + 1 < H && av[q] != 0.0) acc -= av[q] * (double)g[(av[q] > 0.0 ? q : q + W) * C + k];
+          if (y > 0 && av[q - W] != 0.0) acc += av[q - W] * (double)g[(av[q - W] > 0.0 ? q - W : q) * C + k];
+          gc[q * C + k] = (scalar_t)acc;
+        }
+      }
+    });
+    // Position gradients: few pairs, scattered in row order (deterministic).
+    std::vector<double> acc(im.B * im.N * 4, 0.0);
+    for (int64_t row = 0; row < im.B * H; ++row) {
+      const int64_t b = row / H;
+      for (const Hit& hit : rows[row]) {
+        const int64_t T = hit.alpha > 0.0 ? hit.q0 : hit.q1;
+        double dl = 0.0;  // d loss / d alpha
+        for (int64_t k = 0; k < C; ++k)
+          dl += (double)g[T * C + k] * ((double)c[hit.q1 * C + k] - (double)c[hit.q0 * C + k]);
+        double* ga = acc.data() + (b * im.N + hit.va) * 4;
+        double* gv = acc.data() + (b * im.N + hit.vc) * 4;
+        ga[0] += dl * hit.ga[0];
+        ga[1] += dl * hit.ga[1];
+        ga[3] += dl * hit.ga[2];
+        gv[0] += dl * hit.gc[0];
+        gv[1] += dl * hit.gc[1];
+        gv[3] += dl * hit.gc[2];
+      }
+    }
+    scalar_t* gp = grad_pos.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < im.B * im.N * 4; ++i) gp[i] = (scalar_t)acc[i];
+  });
+  return {grad_color, grad_pos};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(morph3d, m) {
+  m.def("antialias_topology(Tensor tri) -> Tensor");
+  m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor opp) -> Tensor");
+  m.def("antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor opp, Tensor grad_out) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(morph3d, CPU, m) {
+  m.impl("antialias_topology", &antialias_topology);
+  m.impl("antialias_fwd", &antialias_fwd);
+  m.impl("antialias_bwd", &antialias_bwd);
+}

@@ -1,0 +1,491 @@
+// CPU triangle rasterizer with nvdiffrast's output format, and its backward pass.
+//
+// rasterize_fwd(pos (B,N,4), tri (F,3) int32, H, W) -> rast (B,H,W,4) = (u, v, z/w, id+1)
+// rasterize_bwd(pos, tri, rast, grad_rast) -> grad_pos (B,N,4)
+//
+// Method: homogeneous 2D rasterization. Each edge function e_i(p) = (P_j x P_k) . p with
+// P = (X, Y, W) and p = (x_ndc, y_ndc, 1) is evaluated in double precision at every pixel
+// centre; the perspective-correct barycentrics are b_i = e_i / sum(e). Normalising the
+// edge functions by the sign of det[P0 P1 P2] makes "inside" mean e_i >= 0 for all i, which
+// also handles vertices with W <= 0 exactly: only the part of the triangle in front of the
+// eye (W > 0) is drawn. Fragments with z/w outside [-1, 1] are discarded, which is the same
+// as clipping to the near and far planes (nvdiffrast clips to the whole frustum too).
+//
+// Shared edges: the edge coefficients of two triangles sharing an edge are exact negatives
+// of each other (products of the same numbers, one rounding), and every pixel evaluates
+// e = a*x + (b*y + c) in the same order, so the values are exact negatives too. Ties
+// (e == 0) go to the triangle whose edge has a > 0, or a == 0 and b > 0: the rule of a
+// sample point nudged by (+eps, +eps^2). No pixel is covered twice or missed along a
+// shared edge or at a shared vertex. No backface culling.
+//
+// Parallelism: triangles are binned into 32x32 screen tiles (bins keep ascending triangle
+// order); each thread rasterizes whole tiles, so no locks. Depth test: smallest z/w wins,
+// equal depths keep the lower triangle id. Results do not depend on the thread count.
+#pragma GCC optimize("fp-contract=off")  // keep e = a*x + r bit-identical on every path
+
+#include "raster_common.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+namespace {
+
+using morph3d_raster::num_threads;
+using morph3d_raster::pixel_ndc;
+
+constexpr int kTile = 32;
+
+// Per-triangle setup in double precision.
+struct TriSetup {
+  double a[3], b[3], c[3];  // normalised edge functions e_i = a x + b y + c
+  bool tl[3];               // tie rule: pixel exactly on edge i belongs to this triangle
+  double za, zb, zc;        // z/w = za x + zb y + zc
+};
+
+// Build the setup of triangle (v0, v1, v2), each pointing at (X, Y, Z, W).
+// Returns false when the triangle is degenerate as seen from the eye (det == 0).
+template <typename scalar_t>
+inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, TriSetup& s) {
+  const double X[3] = {(double)v0[0], (double)v1[0], (double)v2[0]};
+  const double Y[3] = {(double)v0[1], (double)v1[1], (double)v2[1]};
+  const double Z[3] = {(double)v0[2], (double)v1[2], (double)v2[2]};
+  const double W[3] = {(double)v0[3], (double)v1[3], (double)v2[3]};
+  for (int i = 0; i < 3; ++i) {
+    const int j = (i + 1) % 3, k = (i + 2) % 3;
+    s.a[i] = Y[j] * W[k] - W[j] * Y[k];
+    s.b[i] = W[j] * X[k] - X[j] * W[k];
+    s.c[i] = X[j] * Y[k] - Y[j] * X[k];
+  }
+  double det = s.a[0] * X[0] + s.b[0] * Y[0] + s.c[0] * W[0];
+  if (!(det != 0.0) || !std::isfinite(det)) return false;
+  if (det < 0.0) {
+    for (int i = 0; i < 3; ++i) {
+      s.a[i] = -s.a[i];
+      s.b[i] = -s.b[i];
+      s.c[i] = -s.c[i];
+    }
+    det = -det;
+  }
+  for (int i = 0; i < 3; ++i) s.tl[i] = s.a[i] > 0.0 || (s.a[i] == 0.0 && s.b[i] > 0.0);
+  const double inv = 1.0 / det;
+  s.za = (s.a[0] * Z[0] + s.a[1] * Z[1] + s.a[2] * Z[2]) * inv;
+  s.zb = (s.b[0] * Z[0] + s.b[1] * Z[1] + s.b[2] * Z[2]) * inv;
+  s.zc = (s.c[0] * Z[0] + s.c[1] * Z[1] + s.c[2] * Z[2]) * inv;
+  return std::isfinite(s.za) && std::isfinite(s.zb) && std::isfinite(s.zc);
+}
+
+inline bool inside_edge(double e, bool tl) { return e > 0.0 || (e == 0.0 && tl); }
+
+// Pixel bounding box of a triangle, clamped to the image; false if it cannot cover a pixel.
+struct BBox {
+  int16_t x0, y0, x1, y1;
+};
+
+// Smallest pixel index whose centre is >= the NDC coordinate v, and the largest <= v (a
+// margin of 1e-3 px keeps the box conservative under rounding).
+inline double ndc_to_pixel(double v, int64_t n) { return ((v + 1.0) * (double)n - 1.0) * 0.5; }
+
+// Clip the triangle to the frustum side planes (|X|, |Y| <= W, W > 0) in homogeneous
+// space and return the NDC extent of what remains. Used for triangles with a vertex
+// at W <= 0, whose projected vertices do not bound them.
+inline bool clipped_extent(const double P[3][4], double& xmin, double& xmax, double& ymin, double& ymax) {
+  double poly[2][12][4];
+  int n = 3;
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 4; ++c) poly[0][i][c] = P[i][c];
+  int cur = 0;
+  for (int plane = 0; plane < 5; ++plane) {
+    auto dist = [plane](const double* v) {
+      switch (plane) {
+        case 0: return v[3] - v[0];
+        case 1: return v[3] + v[0];
+        case 2: return v[3] - v[1];
+        case 3: return v[3] + v[1];
+        default: return v[3] - 1e-30;
+      }
+    };
+    int m = 0;
+    for (int i = 0; i < n; ++i) {
+      const double* A = poly[cur][i];
+      const double* Bv = poly[cur][(i + 1) % n];
+      const double da = dist(A), db = dist(Bv);
+      if (da >= 0.0) {
+        for (int c = 0; c < 4; ++c) poly[1 - cur][m][c] = A[c];
+        ++m;
+      }
+      if ((da >= 0.0) != (db >= 0.0)) {
+        const double t = da / (da - db);
+        for (int c = 0; c < 4; ++c) poly[1 - cur][m][c] = A[c] + t * (Bv[c] - A[c]);
+        ++m;
+      }
+    }
+    n = m;
+    cur = 1 - cur;
+    if (n == 0) return false;
+  }
+  xmin = ymin = std::numeric_limits<double>::infinity();
+  xmax = ymax = -std::numeric_limits<double>::infinity();
+  for (int i = 0; i < n; ++i) {
+    const double x = poly[cur][i][0] / poly[cur][i][3], y = poly[cur][i][1] / poly[cur][i][3];
+    xmin = std::min(xmin, x);
+    xmax = std::max(xmax, x);
+    ymin = std::min(ymin, y);
+    ymax = std::max(ymax, y);
+  }
+  return true;
+}
+
+template <typename scalar_t>
+inline bool triangle_bbox(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, int64_t H, int64_t W,
+                          BBox& box) {
+  const scalar_t* v[3] = {v0, v1, v2};
+  double P[3][4];
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 4; ++c) P[i][c] = (double)v[i][c];
+  // Trivial frustum rejection (all three vertices outside one plane).
+  for (int c = 0; c < 3; ++c) {
+    if (P[0][c] > P[0][3] && P[1][c] > P[1][3] && P[2][c] > P[2][3]) return false;
+    if (P[0][c] < -P[0][3] && P[1][c] < -P[1][3] && P[2][c] < -P[2][3]) return false;
+  }
+  if (P[0][3] <= 0.0 && P[1][3] <= 0.0 && P[2][3] <= 0.0) return false;
+  double xmin, xmax, ymin, ymax;
+  if (P[0][3] > 0.0 && P[1][3] > 0.0 && P[2][3] > 0.0) {
+    xmin = ymin = std::numeric_limits<double>::infinity();
+    xmax = ymax = -std::numeric_limits<double>::infinity();
+    for (int i = 0; i < 3; ++i) {
+      const double x = P[i][0] / P[i][3], y = P[i][1] / P[i][3];
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, x);
+      ymin = std::min(ymin, y);
+      ymax = std::max(ymax, y);
+    }
+  } else if (!clipped_extent(P, xmin, xmax, ymin, ymax)) {
+    return false;
+  }
+  const double margin = 1e-3;
+  const double fx0 = std::floor(ndc_to_pixel(xmin, W) - margin), fx1 = std::ceil(ndc_to_pixel(xmax, W) + margin);
+  const double fy0 = std::floor(ndc_to_pixel(ymin, H) - margin), fy1 = std::ceil(ndc_to_pixel(ymax, H) + margin);
+  if (!(fx1 >= 0.0 && fy1 >= 0.0 && fx0 <= (double)(W - 1) && fy0 <= (double)(H - 1))) return false;
+  box.x0 = (int16_t)std::max(0.0, fx0);
+  box.y0 = (int16_t)std::max(0.0, fy0);
+  box.x1 = (int16_t)std::min((double)(W - 1), fx1);
+  box.y1 = (int16_t)std::min((double)(H - 1), fy1);
+  return box.x0 <= box.x1 && box.y0 <= box.y1;
+}
+
+template <typename scalar_t>
+void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_t N, int64_t F, int64_t H,
+                      int64_t W, scalar_t* out) {
+  const int nt = num_threads();
+  const int64_t tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
+  const int64_t tiles_per_image = tiles_x * tiles_y, num_tiles = B * tiles_per_image;
+  const int64_t items = B * F;  // item = b * F + t
+
+  std::vector<double> xs(W), ys(H);
+  for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
+  for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
+
+  // 1. Bounding boxes and per-chunk tile counts (chunk c = items [c*items/nt, (c+1)*items/nt)).
+  std::unique_ptr<BBox[]> boxes(new BBox[items]);
+  std::unique_ptr<uint8_t[]> valid(new uint8_t[items]);
+  std::vector<int64_t> counts((size_t)nt * num_tiles, 0);
+#pragma omp parallel num_threads(nt)
+  {
+    const int c = omp_get_thread_num();
+    const int64_t lo = items * c / nt, hi = items * (c + 1) / nt;
+    int64_t* cnt = counts.data() + (size_t)c * num_tiles;
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t b = it / F, t = it % F;
+      const scalar_t* pb = pos + b * N * 4;
+      const int32_t* f = tri + t * 3;
+      BBox box;
+      const bool ok = triangle_bbox(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], H, W, box);
+      valid[it] = ok;
+      if (!ok) continue;
+      boxes[it] = box;
+      const int64_t base = b * tiles_per_image;
+      for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
+        for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) ++cnt[base + ty * tiles_x + tx];
+    }
+  }
+  // 2. Offsets: tile-major, then chunk order, so each bin lists triangles in ascending id.
+  std::vector<int64_t> tile_start(num_tiles + 1, 0), cursor((size_t)nt * num_tiles);
+  int64_t total = 0;
+  for (int64_t tile = 0; tile < num_tiles; ++tile) {
+    tile_start[tile] = total;
+    for (int c = 0; c < nt; ++c) {
+      cursor[(size_t)c * num_tiles + tile] = total;
+      total += counts[(size_t)c * num_tiles + tile];
+    }
+  }
+  tile_start[num_tiles] = total;
+  std::unique_ptr<int32_t[]> bins(new int32_t[std::max<int64_t>(total, 1)]);
+#pragma omp parallel num_threads(nt)
+  {
+    const int c = omp_get_thread_num();
+    const int64_t lo = items * c / nt, hi = items * (c + 1) / nt;
+    int64_t* cur = cursor.data() + (size_t)c * num_tiles;
+    for (int64_t it = lo; it < hi; ++it) {
+      if (!valid[it]) continue;
+      const int64_t b = it / F, t = it % F;
+      const BBox& box = boxes[it];
+      const int64_t base = b * tiles_per_image;
+      for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
+        for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) bins[cur[base + ty * tiles_x + tx]++] = (int32_t)t;
+    }
+  }
+
+  // 3. Rasterize tiles; each thread owns whole tiles.
+#pragma omp parallel num_threads(nt)
+  {
+    double zbuf[kTile * kTile], ubuf[kTile * kTile], vbuf[kTile * kTile];
+    int32_t idbuf[kTile * kTile];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+      const int64_t b = tile / tiles_per_image, local = tile % tiles_per_image;
+      const int64_t tx0 = (local % tiles_x) * kTile, ty0 = (local / tiles_x) * kTile;
+      const int64_t tx1 = std::min(tx0 + kTile, W) - 1, ty1 = std::min(ty0 + kTile, H) - 1;
+      for (int i = 0; i < kTile * kTile; ++i) {
+        zbuf[i] = std::numeric_limits<double>::infinity();
+        idbuf[i] = -1;
+      }
+      const scalar_t* pb = pos + b * N * 4;
+      for (int64_t e = tile_start[tile]; e < tile_start[tile + 1]; ++e) {
+        const int64_t t = bins[e];
+        const int32_t* f = tri + t * 3;
+        TriSetup s;
+        if (!setup_triangle(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], s)) continue;
+        const BBox& box = boxes[b * F + t];
+        const int64_t x0 = std::max<int64_t>(box.x0, tx0), x1 = std::min<int64_t>(box.x1, tx1);
+        const int64_t y0 = std::max<int64_t>(box.y0, ty0), y1 = std::min<int64_t>(box.y1, ty1);
+        for (int64_t py = y0; py <= y1; ++py) {
+          const double y = ys[py];
+          const double r0 = s.b[0] * y + s.c[0], r1 = s.b[1] * y + s.c[1], r2 = s.b[2] * y + s.c[2];
+          const double zr = s.zb * y + s.zc;
+          const int64_t row = (py - ty0) * kTile - tx0;
+          for (int64_t px = x0; px <= x1; ++px) {
+            const double x = xs[px];
+            const double e0 = s.a[0] * x + r0, e1 = s.a[1] * x + r1, e2 = s.a[2] * x + r2;
+            if (!(inside_edge(e0, s.tl[0]) && inside_edge(e1, s.tl[1]) && inside_edge(e2, s.tl[2]))) continue;
+            const double z = s.za * x + zr;
+            const int64_t k = row + px;
+            if (!(z >= -1.0 && z <= 1.0 && z < zbuf[k])) continue;
+            const double sum = e0 + e1 + e2;
+            if (!(sum > 0.0)) continue;
+            zbuf[k] = z;
+            idbuf[k] = (int32_t)t;
+            ubuf[k] = e0 / sum;
+            vbuf[k] = e1 / sum;
+          }
+        }
+      }
+      for (int64_t py = ty0; py <= ty1; ++py) {
+        scalar_t* o = out + ((b * H + py) * W + tx0) * 4;
+        const int64_t row = (py - ty0) * kTile;
+        for (int64_t px = 0; px <= tx1 - tx0; ++px, o += 4) {
+          const int64_t k = row + px;
+          if (idbuf[k] < 0) {
+            o[0] = o[1] = o[2] = o[3] = (scalar_t)0;
+          } else {
+            o[0] = (scalar_t)ubuf[k];
+            o[1] = (scalar_t)vbuf[k];
+            o[2] = (scalar_t)zbuf[k];
+            o[3] = (scalar_t)(idbuf[k] + 1);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Gradient of (u, v, z/w) at pixel p = (x, y, 1) with respect to the triangle's clip
+// positions. With P_i = (X_i, Y_i, W_i): e_i = [P_j, P_k, p], b_i = e_i / sum(e),
+// z/w = sum(b_i Z_i) / sum(b_i W_i). Writes d(loss)/d(X, Y, Z, W) of the 3 corners.
+template <typename scalar_t>
+inline void pixel_gradient(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, double x, double y,
+                           double gu, double gv, double gz, double out[3][4]) {
+  const scalar_t* v[3] = {v0, v1, v2};
+  double P[3][3], Z[3];
+  for (int i = 0; i < 3; ++i) {
+    P[i][0] = (double)v[i][0];
+    P[i][1] = (double)v[i][1];
+    P[i][2] = (double)v[i][3];
+    Z[i] = (double)v[i][2];
+  }
+  const double p[3] = {x, y, 1.0};
+  auto cross = [](const double* a, const double* b, double* r) {
+    r[0] = a[1] * b[2] - a[2] * b[1];
+    r[1] = a[2] * b[0] - a[0] * b[2];
+    r[2] = a[0] * b[1] - a[1] * b[0];
+  };
+  double e[3];
+  for (int i = 0; i < 3; ++i) {
+    double E[3];
+    cross(P[(i + 1) % 3], P[(i + 2) % 3], E);
+    e[i] = E[0] * p[0] + E[1] * p[1] + E[2] * p[2];
+  }
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 4; ++c) out[i][c] = 0.0;
+  const double S = e[0] + e[1] + e[2];
+  if (!(S != 0.0) || !std::isfinite(S)) return;
+  const double bc[3] = {e[0] / S, e[1] / S, e[2] / S};
+  const double D = bc[0] * P[0][2] + bc[1] * P[1][2] + bc[2] * P[2][2];  // W at the pixel
+  if (!(D != 0.0)) return;
+  const double zw = (bc[0] * Z[0] + bc[1] * Z[1] + bc[2] * Z[2]) / D;
+  const double gb[3] = {gu, gv, 0.0};
+  double G[3], Gbar = 0.0;
+  for (int i = 0; i < 3; ++i) {
+    G[i] = gb[i] + gz * (Z[i] - zw * P[i][2]) / D;
+    Gbar += G[i] * bc[i];
+  }
+  for (int i = 0; i < 3; ++i) {
+    const int j = (i + 1) % 3, k = (i + 2) % 3;
+    const double de = (G[i] - Gbar) / S;
+    double dj[3], dk[3];
+    cross(P[k], p, dj);  // d e_i / d P_j
+    cross(p, P[j], dk);  // d e_i / d P_k
+    out[j][0] += de * dj[0];
+    out[j][1] += de * dj[1];
+    out[j][3] += de * dj[2];
+    out[k][0] += de * dk[0];
+    out[k][1] += de * dk[1];
+    out[k][3] += de * dk[2];
+    out[i][2] += gz * bc[i] / D;
+  }
+}
+
+template <typename scalar_t>
+void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const scalar_t* rast, const scalar_t* grad,
+                               int64_t B, int64_t N, int64_t F, int64_t H, int64_t W, scalar_t* grad_pos) {
+  const int nt = num_threads();
+  const int64_t HW = H * W, P = B * HW;
+  std::vector<double> xs(W), ys(H);
+  for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
+  for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
+
+  // Gradient of pixel q; returns its triangle or -1 when it contributes nothing.
+  auto pixel = [&](int64_t q, double out[3][4]) -> int64_t {
+    const int64_t t = morph3d_raster::rast_triangle(rast + q * 4, F);
+    const scalar_t* g = grad + q * 4;
+    if (t < 0 || (g[0] == 0 && g[1] == 0 && g[2] == 0)) return -1;
+    const int64_t b = q / HW, py = (q / W) % H, px = q % W;
+    const scalar_t* pb = pos + b * N * 4;
+    const int32_t* f = tri + t * 3;
+    pixel_gradient(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], xs[px], ys[py],
+                   (double)g[0], (double)g[1], (double)g[2], out);
+    return t;
+  };
+
+  // Every vertex sums its contributions in pixel order, whichever branch runs, so the
+  // result does not depend on the thread count.
+  std::vector<double> acc(B * N * 4, 0.0);
+  if (B >= nt) {
+    // Whole images per thread: accumulate straight into that image's vertices.
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
+        double out[3][4];
+        const int64_t t = pixel(q, out);
+        if (t < 0) continue;
+        for (int i = 0; i < 3; ++i) {
+          double* a = acc.data() + (b * N + tri[t * 3 + i]) * 4;
+          for (int c = 0; c < 4; ++c) a[c] += out[i][c];
+        }
+      }
+    }
+  } else {
+    // Fewer images than threads: compute per pixel in parallel, then owner-computes scatter.
+    std::unique_ptr<int32_t[]> pix_tri(new int32_t[P]);
+    std::unique_ptr<double[]> contrib(new double[P * 12]);
+    at::parallel_for(0, P, 1024, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        double out[3][4];
+        const int64_t t = pixel(q, out);
+        pix_tri[q] = (int32_t)t;
+        if (t < 0) continue;
+        double* dst = contrib.get() + q * 12;
+        for (int i = 0; i < 3; ++i)
+          for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
+      }
+    });
+#pragma omp parallel num_threads(nt)
+    {
+      int64_t lo, hi;
+      morph3d_raster::owner_slice(N, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
+      for (int64_t q = 0; q < P; ++q) {
+        const int32_t t = pix_tri[q];
+        if (t < 0) continue;
+        const int64_t b = q / HW;
+        const double* src = contrib.get() + q * 12;
+        for (int i = 0; i < 3; ++i) {
+          const int64_t vi = tri[(int64_t)t * 3 + i];
+          if (vi < lo || vi >= hi) continue;
+          double* a = acc.data() + (b * N + vi) * 4;
+          for (int c = 0; c < 4; ++c) a[c] += src[i * 4 + c];
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < B * N * 4; ++i) grad_pos[i] = (scalar_t)acc[i];
+}
+
+void check_common(const at::Tensor& pos, const at::Tensor& tri) {
+  TORCH_CHECK(pos.device().is_cpu() && tri.device().is_cpu(), "morph3d rasterize: CPU tensors expected");
+  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "morph3d rasterize: pos must be (B, N, 4)");
+  TORCH_CHECK(pos.scalar_type() == at::kFloat || pos.scalar_type() == at::kDouble,
+              "morph3d rasterize: pos must be float32 or float64");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt,
+              "morph3d rasterize: tri must be (F, 3) int32");
+}
+
+at::Tensor rasterize_fwd(const at::Tensor& pos_in, const at::Tensor& tri_in, int64_t height, int64_t width) {
+  check_common(pos_in, tri_in);
+  TORCH_CHECK(height > 0 && width > 0 && height <= 8192 && width <= 8192,
+              "morph3d rasterize: resolution must be in [1, 8192]");
+  const at::Tensor pos = pos_in.contiguous(), tri = tri_in.contiguous();
+  const int64_t B = pos.size(0), N = pos.size(1), F = tri.size(0);
+  at::Tensor out = at::empty({B, height, width, 4}, pos.options());
+  if (B == 0) return out;
+  if (F == 0) return out.zero_();
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_fwd", [&] {
+    rasterize_kernel<scalar_t>(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), B, N, F, height, width,
+                               out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+at::Tensor rasterize_bwd(const at::Tensor& pos_in, const at::Tensor& tri_in, const at::Tensor& rast_in,
+                         const at::Tensor& grad_in) {
+  check_common(pos_in, tri_in);
+  const at::Tensor pos = pos_in.contiguous(), tri = tri_in.contiguous();
+  const int64_t B = pos.size(0), N = pos.size(1), F = tri.size(0);
+  TORCH_CHECK(rast_in.dim() == 4 && rast_in.size(0) == B && rast_in.size(3) == 4,
+              "morph3d rasterize_bwd: rast must be (B, H, W, 4)");
+  TORCH_CHECK(grad_in.sizes() == rast_in.sizes(), "morph3d rasterize_bwd: grad must match rast");
+  const at::Tensor rast = rast_in.to(pos.scalar_type()).contiguous();
+  const at::Tensor grad = grad_in.to(pos.scalar_type()).contiguous();
+  at::Tensor grad_pos = at::zeros_like(pos);
+  if (B == 0 || F == 0) return grad_pos;
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_bwd", [&] {
+    rasterize_backward_kernel<scalar_t>(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), rast.data_ptr<scalar_t>(),
+                                        grad.data_ptr<scalar_t>(), B, N, F, rast.size(1), rast.size(2),
+                                        grad_pos.data_ptr<scalar_t>());
+  });
+  return grad_pos;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(morph3d, m) {
+  m.def("rasterize_fwd(Tensor pos, Tensor tri, int height, int width) -> Tensor");
+  m.def("rasterize_bwd(Tensor pos, Tensor tri, Tensor rast, Tensor grad_rast) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(morph3d, CPU, m) {
+  m.impl("rasterize_fwd", &rasterize_fwd);
+  m.impl("rasterize_bwd", &rasterize_bwd);
+}

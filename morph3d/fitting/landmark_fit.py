@@ -1,0 +1,378 @@
+"""Fitting pose, identity and expression to 2D iBUG-68 landmarks (batched, Levenberg-Marquardt).
+
+Model: the landmarks of ``vertices = mean + identity_basis @ alpha + expression_basis @ beta``, posed
+``X = R X_model + t`` and projected by a perspective camera (fixed focal length; the distance sets the
+scale) or a scaled-orthographic one (the scale ``s`` px/mm is fitted).
+
+Objective, per image (residuals in units of ``landmark_sigma`` x face size, face size = sqrt of the area
+of the landmarks' bounding box)::
+
+    sum_i rho(|proj(X_i) - x_i| / (sigma * size)) + identity_prior * |alpha|^2 + expression prior
+
+with ``rho`` Huber or Geman-McClure (robust to a few bad landmarks). The expression prior is
+``expression_prior * |beta|^2`` for PCA expressions (N(0, 1) coefficients) and
+``|beta / blendshape_sigma|^2`` for blendshape weights, which are also kept in ``blendshape_range``;
+PCA coefficients are kept within +-``coefficient_limit``.
+
+Steps: a closed-form scaled-orthographic pose from the affine camera of the mean shape's inner
+landmarks, then a few pose-only and full Levenberg-Marquardt iterations with analytic Jacobians
+(rotation updated multiplicatively, ``R <- exp([d]x) R``). The jaw landmarks (iBUG 0-16) slide along the
+outline (``contour.py``) and their correspondences are renewed at every iteration. Landmarks the model
+does not define are skipped.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..model.camera import ORTHOGRAPHIC, PERSPECTIVE, Camera
+from ..model.lighting import ambient_lighting
+from ..model.params import DEFAULT_DISTANCE_MM, FaceParams
+from ..model.pose import matrix_to_euler
+from .contour import BOTH, CHIN, LEFT, LEFT_JAW, RIGHT, RIGHT_JAW, ContourSet
+from .pose_init import affine_camera, pose_from_affine
+
+NUM_LANDMARKS = 68
+JAW = tuple(range(17))
+ROBUST_LOSSES = ("huber", "geman_mcclure", "none")
+
+
+@dataclass
+class LandmarkFitConfig:
+    """Settings of :class:`LandmarkFitter` (defaults measured on real faces, see benchmarks/fit_accuracy.py)."""
+
+    iterations: int = 8              # full LM iterations (after the pose-only ones)
+    pose_iterations: int = 3         # LM iterations on pose only, first
+    identity_components: int | None = 80   # leading identity components fitted (None: all)
+    expression_components: int | None = 64  # leading expression components fitted (None: all)
+    landmark_sigma: float = 0.02     # landmark noise, fraction of the face size
+    identity_prior: float = 1.0      # weight of |alpha|^2
+    expression_prior: float = 1.0    # weight of |beta|^2 (PCA expressions)
+    blendshape_sigma: float = 0.5    # prior std of blendshape weights (around 0)
+    blendshape_range: tuple[float, float] = (0.0, 1.0)
+    coefficient_limit: float = 4.0   # |coefficient| bound for N(0, 1) coefficients
+    robust: str = "huber"            # 'huber', 'geman_mcclure' or 'none'
+    robust_threshold: float = 2.0    # in units of landmark_sigma
+    sliding_contour: bool = True     # False: jaw landmarks use the model's fixed landmark vertices
+    camera: str = PERSPECTIVE        # 'perspective' (fixed focal) or 'orthographic' (fitted scale)
+
+    def __post_init__(self):
+        if self.robust not in ROBUST_LOSSES:
+            raise ValueError(f"robust must be one of {ROBUST_LOSSES}, got {self.robust!r}")
+        if self.camera not in (PERSPECTIVE, ORTHOGRAPHIC):
+            raise ValueError(f"camera must be '{PERSPECTIVE}' or '{ORTHOGRAPHIC}', got {self.camera!r}")
+        if self.iterations < 0 or self.pose_iterations < 0:
+            raise ValueError("iteration counts must be >= 0")
+        if self.landmark_sigma <= 0:
+            raise ValueError("landmark_sigma must be > 0")
+
+
+@dataclass
+class LandmarkFitResult:
+    """What :meth:`LandmarkFitter.fit` returns for B images.
+
+    params: fitted FaceParams (texture 0, ambient light). landmarks_2d: (B, 68, 2) the fitted model's
+    landmarks in the image, px (NaN where the model defines none). used: (B, 68) landmarks that took
+    part. vertex_ids / weights: (B, 68, 3) final model-vertex correspondences of each landmark.
+    rotation_matrix: (B, 3, 3). rms_px: (B,) root-mean-square landmark error over the used ones.
+    seconds: wall time of the whole batch.
+    """
+
+    params: FaceParams
+    landmarks_2d: torch.Tensor
+    used: torch.Tensor
+    vertex_ids: torch.Tensor
+    weights: torch.Tensor
+    rotation_matrix: torch.Tensor
+    rms_px: torch.Tensor
+    seconds: float
+    history: list = field(default_factory=list)
+
+
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> (..., 3, 3) with skew(a) @ b = a x b."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(v.shape + (3,))
+
+
+def _rodrigues(w: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (B, 3) -> rotation matrices (B, 3, 3)."""
+    theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = _skew(w / theta)
+    th = theta[..., None]
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
+    return eye + torch.sin(th) * k + (1 - torch.cos(th)) * (k @ k)
+
+
+class LandmarkFitter:
+    """Fits a :class:`~morph3d.model.MorphableModel` to 68 landmarks per image; build once per model."""
+
+    def __init__(self, model, config: LandmarkFitConfig | None = None):
+        self.model = model
+        self.config = cfg = config or LandmarkFitConfig()
+        ki, ke = model.identity_dim, model.expression_dim
+        self.n_id = ki if cfg.identity_components is None else min(ki, cfg.identity_components)
+        self.n_exp = ke if cfg.expression_components is None else min(ke, cfg.expression_components)
+        self.blendshapes = model.expression_kind == "blendshapes"
+        n = model.num_vertices
+        mean = model.vertices_mean.detach().cpu().double().numpy()
+        tris = model.triangles.cpu().numpy()
+        valid = model.landmark_valid.cpu().numpy().copy()
+        lm_tri = tris[model.landmark_faces.cpu().numpy()]  # (68, 3)
+        self.contour = ContourSet(mean, tris, model.contour_right.cpu().numpy(), model.contour_left.cpu().numpy(),
+                                  model.region_labels.cpu().numpy(), model.region_names)
+        extra = self.contour.vertex_ids if self.contour.available else np.zeros(0, np.int64)
+        table = np.unique(np.concatenate([lm_tri[valid].reshape(-1), extra]))
+        local = np.full(n, -1, np.int64)
+        local[table] = np.arange(len(table))
+        self.table = torch.from_numpy(table)
+        self.mean = torch.from_numpy(mean[table])  # (M, 3) float64
+        idb = model.identity_basis.detach().cpu().reshape(n, 3, ki)[:, :, :self.n_id]
+        exb = model.expression_basis.detach().cpu().reshape(n, 3, ke)[:, :, :self.n_exp]
+        self.basis = torch.cat([idb, exb], dim=2)[self.table].double()  # (M, 3, K)
+        self.fixed_ids = torch.from_numpy(np.where(valid[:, None], local[lm_tri], 0))
+        self.fixed_w = model.landmark_bary.detach().cpu().double() * torch.from_numpy(valid)[:, None]
+        self.valid = torch.from_numpy(valid)
+        if self.contour.available:
+            self.contour_local = torch.from_numpy(local[self.contour.vertex_ids])
+            queries = list(RIGHT_JAW) + list(LEFT_JAW)
+            sides = [RIGHT] * len(RIGHT_JAW) + [LEFT] * len(LEFT_JAW)
+            if not valid[CHIN]:
+                queries.append(CHIN)
+                sides.append(BOTH)
+            self.contour_queries = torch.tensor(queries)
+            self.contour_sides = torch.tensor(sides)
+        # landmarks usable at all: defined by the model, or slid along the contour
+        self.sliding = self.contour.available and cfg.sliding_contour
+        self.definable = self.valid.clone()
+        if self.sliding:
+            self.definable[self.contour_queries] = True
+        self.prior = torch.cat([torch.full((self.n_id,), cfg.identity_prior, dtype=torch.float64),
+                                torch.full((self.n_exp,), 1.0 / cfg.blendshape_sigma ** 2 if self.blendshapes
+                                           else cfg.expression_prior, dtype=torch.float64)])
+        inner = self.valid.clone()
+        inner[list(JAW)] = False
+        self.init_landmarks = inner if int(inner.sum()) >= 6 else self.valid.clone()
+        if int(self.init_landmarks.sum()) < 4:
+            raise ValueError(f"model '{model.name}' defines only {int(self.valid.sum())} of the 68 landmarks; "
+                             "landmark fitting needs at least 4 outside the jaw")
+
+    @property
+    def num_params(self) -> int:
+        return 6 + self.n_id + self.n_exp
+
+    # ---- geometry --------------------------------------------------------------------------
+    def _project(self, cam: torch.Tensor, f: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
+        """Camera-frame points (B, L, 3) -> pixels (B, L, 2); f: focal px or scale px/mm (B,)."""
+        x, y, z = cam.unbind(-1)
+        if self.config.camera == PERSPECTIVE:
+            d = (-z).clamp_min(1e-6)
+            return torch.stack([pp[:, None, 0] + f[:, None] * x / d, pp[:, None, 1] - f[:, None] * y / d], -1)
+        return torch.stack([pp[:, None, 0] + f[:, None] * x, pp[:, None, 1] - f[:, None] * y], -1)
+
+    def _sources(self, c, rot, t, f, pp, target):
+        """Per-landmark table ids (B, 68, 3) and weights (B, 68, 3) for the current parameters."""
+        b = c.shape[0]
+        ids = self.fixed_ids.expand(b, -1, -1).clone()
+        w = self.fixed_w.expand(b, -1, -1).clone()
+        if not self.sliding:
+            return ids, w
+        cl = self.contour_local
+        pos = self.mean[cl] + torch.einsum("mik,bk->bmi", self.basis[cl], c)
+        cam = pos @ rot.transpose(1, 2) + t[:, None]
+        img = self._project(cam, f, pp)
+        # the side turned away: the one the model's +x axis (subject's left) points away from the viewer
+        view = -cam.mean(1) if self.config.camera == PERSPECTIVE else torch.tensor([0.0, 0.0, 1.0]).expand(b, 3)
+        left_away = (rot[:, :, 0] * view).sum(-1) < 0
+        away = torch.where(left_away, LEFT, RIGHT)
+        q = self.contour_queries
+        cids, cw = self.contour.select(cam, img, target[:, q], self.contour_sides, away,
+                                       self.config.camera == PERSPECTIVE)
+        ids[:, q] = cl[cids]
+        w[:, q] = cw
+        return ids, w
+
+    def _evaluate(self, c, rot, t, f, pp, ids, wts, jacobian: bool):
+        """Projected landmarks (B, 68, 2) and, if asked, their Jacobian (B, 68, 2, P)."""
+        mean = (self.mean[ids] * wts[..., None]).sum(2)  # (B, 68, 3)
+        basis = (self.basis[ids] * wts[..., None, None]).sum(2)  # (B, 68, 3, K)
+        pts = mean + torch.einsum("blik,bk->bli", basis, c)
+        rp = pts @ rot.transpose(1, 2)
+        cam = rp + t[:, None]
+        proj = self._project(cam, f, pp)
+        if not jacobian:
+            return proj, None
+        x, y, z = cam.unbind(-1)
+        zero = torch.zeros_like(x)
+        fb = f[:, None].expand_as(x)
+        if self.config.camera == PERSPECTIVE:
+            d = (-z).clamp_min(1e-6)
+            jp = torch.stack([fb / d, zero, fb * x / d ** 2, zero, -fb / d, -fb * y / d ** 2], -1)
+        else:
+            jp = torch.stack([fb, zero, zero, zero, -fb, zero], -1)
+        jp = jp.reshape(x.shape + (2, 3))
+        j_rot = jp @ -_skew(rp)
+        if self.config.camera == PERSPECTIVE:
+            j_t = jp
+        else:  # tx, ty and log-scale
+            j_t = torch.cat([jp[..., :2], torch.stack([fb * x, -fb * y], -1)[..., None]], -1)
+        j_c = jp @ rot[:, None] @ basis
+        return proj, torch.cat([j_rot, j_t, j_c], -1)
+
+    def _robust(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised point errors e (>= 0) -> (rho(e), IRLS weight) with rho(e) = e^2 near 0."""
+        k = self.config.robust_threshold
+        if self.config.robust == "huber":
+            return torch.where(e <= k, e * e, 2 * k * e - k * k), torch.where(e <= k, torch.ones_like(e), k / e)
+        if self.config.robust == "geman_mcclure":
+            q = 1 + (e / k) ** 2
+            return e * e / q, 1 / (q * q)
+        return e * e, torch.ones_like(e)
+
+    def _apply(self, c, rot, t, f, step):
+        """Parameters after an LM step (B, P): rotation multiplicatively, bounds enforced."""
+        cfg = self.config
+        rot = _rodrigues(step[:, :3]) @ rot
+        if cfg.camera == PERSPECTIVE:
+            t = t + step[:, 3:6]
+            t = torch.cat([t[:, :2], t[:, 2:].clamp(max=-50.0)], 1)
+        else:
+            t = torch.cat([t[:, :2] + step[:, 3:5], t[:, 2:]], 1)
+            f = f * torch.exp(step[:, 5].clamp(-1, 1))
+        c = c + step[:, 6:]
+        lim = cfg.coefficient_limit
+        ident = c[:, :self.n_id].clamp(-lim, lim)
+        if self.blendshapes:
+            expr = c[:, self.n_id:].clamp(*cfg.blendshape_range)
+        else:
+            expr = c[:, self.n_id:].clamp(-lim, lim)
+        return torch.cat([ident, expr], 1), rot, t, f
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def fit(self, landmarks, image_size: tuple[int, int], focal: float | None = None,
+            confidence=None) -> LandmarkFitResult:
+        """Fit B images of one size.
+
+        landmarks: (B, 68, 2) px, 0-based, finite. image_size: (height, width). focal: perspective focal
+        length in px (default: ``Camera.create``'s, 1.5 x the longer side). confidence: optional (B, 68)
+        weights in [0, 1] (0 = ignore that landmark).
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        target = torch.as_tensor(np.asarray(landmarks, dtype=np.float64) if not isinstance(landmarks, torch.Tensor)
+                                 else landmarks.detach().cpu().double())
+        if target.ndim == 2:
+            target = target[None]
+        if target.ndim != 3 or target.shape[1:] != (NUM_LANDMARKS, 2):
+            raise ValueError(f"landmarks must be (B, 68, 2) pixels, got {tuple(target.shape)}")
+        if not torch.isfinite(target).all():
+            raise ValueError("landmarks contain NaN or infinite values; mark missing ones with confidence 0")
+        b = target.shape[0]
+        h, w = (int(s) for s in image_size)
+        conf = torch.ones(b, NUM_LANDMARKS, dtype=torch.float64) if confidence is None else \
+            torch.as_tensor(confidence, dtype=torch.float64).reshape(b, NUM_LANDMARKS).clamp(0, 1)
+        use = self.definable[None] & (conf > 0)
+        if int(use.sum(1).min()) < 6:
+            raise ValueError("fewer than 6 usable landmarks in an image; cannot fit")
+        pp = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=torch.float64).expand(b, 2)
+        persp = cfg.camera == PERSPECTIVE
+        big = torch.tensor(float("inf"), dtype=torch.float64)
+        lo = torch.where(use[..., None], target, big).amin(1)
+        hi = torch.where(use[..., None], target, -big).amax(1)
+        size = ((hi - lo).prod(-1)).clamp_min(1.0).sqrt()  # (B,) px
+        scale_r = 1.0 / (cfg.landmark_sigma * size)
+
+        # closed-form start: affine camera of the mean shape's inner landmarks
+        mean_lm = (self.mean[self.fixed_ids] * self.fixed_w[..., None]).sum(1)  # (68, 3)
+        init_w = (self.init_landmarks[None] & use).double() * conf
+        a, bb = affine_camera(mean_lm.expand(b, -1, -1), target, init_w)
+        centre = (init_w[..., None] * mean_lm).sum(1) / init_w.sum(1, keepdim=True)
+        f0 = torch.full((b,), float(focal if focal is not None else 1.5 * max(h, w)), dtype=torch.float64)
+        rot, t, s = pose_from_affine(a, bb, centre, pp, f0 if persp else None)
+        f = f0 if persp else s
+        if not persp:
+            t[:, 2] = -DEFAULT_DISTANCE_MM
+        c = torch.zeros(b, self.n_id + self.n_exp, dtype=torch.float64)
+        prior = self.prior
+        mu = torch.full((b,), 1e-3, dtype=torch.float64)
+        history = []
+
+        def cost_of(proj, c_):
+            e = (proj - target).norm(dim=-1) * scale_r[:, None]
+            rho, _ = self._robust(e)
+            return (rho * conf * use).sum(1) + (prior * c_ * c_).sum(1)
+
+        for it in range(cfg.pose_iterations + cfg.iterations):
+            full = it >= cfg.pose_iterations
+            ids, wts = self._sources(c, rot, t, f, pp, target)
+            proj, jac = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=True)
+            r = proj - target
+            e = r.norm(dim=-1) * scale_r[:, None]
+            rho, irls = self._robust(e)
+            wt = (irls * conf * use).sqrt() * scale_r[:, None]  # (B, 68)
+            jr = (jac * wt[..., None, None]).reshape(b, 2 * NUM_LANDMARKS, -1)
+            rr = (r * wt[..., None]).reshape(b, 2 * NUM_LANDMARKS)
+            npar = self.num_params if full else 6
+            jr = jr[..., :npar]
+            hess = jr.transpose(1, 2) @ jr
+            grad = (jr.transpose(1, 2) @ rr[..., None])[..., 0]
+            if full:
+                hess = hess + torch.diag_embed(torch.cat([torch.zeros(6, dtype=torch.float64), prior]))
+                grad = grad + torch.cat([torch.zeros(b, 6, dtype=torch.float64), prior * c], 1)
+            cost0 = (rho * conf * use).sum(1) + (prior * c * c).sum(1)
+            eye = torch.eye(npar, dtype=torch.float64)
+            diag = torch.diagonal(hess, dim1=1, dim2=2)
+            todo = torch.ones(b, dtype=torch.bool)
+            for _ in range(4):
+                damped = hess + torch.diag_embed(mu[:, None] * diag) + 1e-9 * eye
+                step = -torch.linalg.solve(damped, grad[..., None])[..., 0]
+                step = torch.cat([step, torch.zeros(b, self.num_params - npar, dtype=torch.float64)], 1)
+                c1, rot1, t1, f1 = self._apply(c, rot, t, f, step)
+                proj1, _ = self._evaluate(c1, rot1, t1, f1, pp, ids, wts, jacobian=False)
+                cost1 = cost_of(proj1, c1)
+                ok = todo & (cost1 <= cost0)
+                c = torch.where(ok[:, None], c1, c)
+                rot = torch.where(ok[:, None, None], rot1, rot)
+                t = torch.where(ok[:, None], t1, t)
+                f = torch.where(ok, f1, f)
+                mu = torch.where(ok, (mu / 3).clamp_min(1e-7), torch.where(todo, mu * 8, mu))
+                todo = todo & ~ok
+                if not todo.any():
+                    break
+            history.append(torch.minimum(cost0, cost_of(self._evaluate(c, rot, t, f, pp, ids, wts, False)[0], c)))
+
+        ids, wts = self._sources(c, rot, t, f, pp, target)
+        proj, _ = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=False)
+        lm2d = torch.where(self.definable[None, :, None], proj, torch.full_like(proj, float("nan")))
+        err = ((proj - target).norm(dim=-1) ** 2 * use).sum(1) / use.sum(1)
+        params = self._to_params(c, rot, t, f, pp, (h, w))
+        return LandmarkFitResult(params=params, landmarks_2d=lm2d.float(), used=use, vertex_ids=self.table[ids],
+                                 weights=wts.float(), rotation_matrix=rot.float(), rms_px=err.sqrt().float(),
+                                 seconds=time.perf_counter() - start, history=history)
+
+    def _to_params(self, c, rot, t, f, pp, image_size) -> FaceParams:
+        model = self.model
+        dev, dt = model.vertices_mean.device, model.vertices_mean.dtype
+        b = c.shape[0]
+        ident = torch.zeros(b, model.identity_dim, dtype=torch.float64)
+        ident[:, :self.n_id] = c[:, :self.n_id]
+        expr = torch.zeros(b, model.expression_dim, dtype=torch.float64)
+        expr[:, :self.n_exp] = c[:, self.n_id:]
+        cam = Camera(f.clone(), pp.clone(), image_size, self.config.camera)
+        p = FaceParams(identity=ident, expression=expr, texture=torch.zeros(b, model.albedo_dim, dtype=torch.float64),
+                       rotation=matrix_to_euler(rot), translation=t.clone(),
+                       lighting=ambient_lighting(b, dtype=torch.float64), camera=cam,
+                       articulation=None if not model.has_articulation else
+                       torch.zeros(b, model.num_joints, 3, dtype=torch.float64))
+        return p.to(device=dev, dtype=dt)
+
+
+def fit_landmarks(model, landmarks, image_size: tuple[int, int], config: LandmarkFitConfig | None = None,
+                  **kw) -> LandmarkFitResult:
+    """One-off :meth:`LandmarkFitter.fit` (build a :class:`LandmarkFitter` to fit many batches)."""
+    return LandmarkFitter(model, config).fit(landmarks, image_size, **kw)

@@ -1,0 +1,82 @@
+"""Grids of labelled image panels, written as PNG atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+_SHEET_BACKGROUND = (24, 24, 28)
+_TEXT = (235, 235, 235)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, H, W) float in [0, 1] (display-encoded) -> (H, W, 3) uint8."""
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"a panel must be (3, H, W) or (1, H, W), got {tuple(image.shape)}")
+    img = image.detach().float().cpu().clamp(0.0, 1.0).expand(3, -1, -1)
+    return (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _fitting(font: ImageFont.FreeTypeFont, text: str, width: int) -> ImageFont.FreeTypeFont:
+    """``font``, shrunk until ``text`` fits in ``width`` pixels (down to 8 pt)."""
+    size = font.size
+    while size > 8 and font.getlength(text) > width:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    return font
+
+
+def contact_sheet(panels: Sequence[tuple[str, torch.Tensor]], columns: int = 3, gap: int = 6,
+                  title: str | None = None) -> Image.Image:
+    """Lay out labelled panels in a grid.
+
+    panels: (label, image) pairs; images are (3, H, W) or (1, H, W) floats in [0, 1], already
+    display-encoded (sRGB), all the same size. The label is written above each panel with PIL's
+    default font, scaled to the panel width. Returns an RGB PIL image.
+    """
+    if not panels:
+        raise ValueError("a contact sheet needs at least one panel")
+    arrays = [to_uint8(img) for _, img in panels]
+    h, w = arrays[0].shape[:2]
+    if any(a.shape[:2] != (h, w) for a in arrays):
+        raise ValueError("all panels of a contact sheet must have the same size")
+    font = ImageFont.load_default(size=max(10, min(32, w // 14)))
+    label_h = int(font.size * 1.6)
+    title_h = int(font.size * 2.0) if title else 0
+    columns = max(1, min(columns, len(panels)))
+    rows = (len(panels) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * w + (columns + 1) * gap, title_h + rows * (h + label_h + gap) + gap),
+                      _SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((gap, gap // 2 + title_h // 2), title, fill=_TEXT, font=font, anchor="lm")
+    for k, ((label, _), arr) in enumerate(zip(panels, arrays)):
+        r, c = divmod(k, columns)
+        x = gap + c * (w + gap)
+        y = title_h + gap + r * (h + label_h + gap)
+        draw.text((x + w // 2, y + label_h // 2), label, fill=_TEXT, font=_fitting(font, label, w - 4), anchor="mm")
+        sheet.paste(Image.fromarray(arr), (x, y + label_h))
+    return sheet
+
+
+def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PIL image as PNG atomically (a temporary file in the same folder, then renamed)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: contact sheets are written as .png")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: output folder does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        image.save(tmp, format="PNG")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+__all__ = ["contact_sheet", "save_png", "to_uint8"]
