@@ -1,19 +1,22 @@
 // CPU analytic antialiasing of silhouette edges (the method of nvdiffrast's antialias op,
 // Laine et al. 2020, "Modular Primitives for High-Performance Differentiable Rendering").
 //
-// antialias_topology(tri (F,3) int32) -> opp (F,3) int32
-//   opp[t, k] = the vertex opposite edge k (corners k+1, k+2) in the other triangle sharing
-//   that edge, or -1 when the edge has one triangle or more than two (always a silhouette
-//   candidate). Triangles with a repeated vertex are ignored.
-// antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, opp) -> out (B,H,W,C)
-// antialias_bwd(color, rast, pos, tri, opp, grad_out) -> (grad_color, grad_pos)
+// antialias_topology(tri (F,3) int32) -> adj (F,3) int32
+//   adj[t, k] = the other triangle sharing edge k (corners k+1, k+2) of triangle t, or -1 when
+//   the edge has one triangle or more than two (then it is always a silhouette candidate).
+//   Triangles with a repeated vertex are ignored.
+// antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, adj) -> out (B,H,W,C)
+// antialias_bwd(color, rast, pos, tri, adj, grad_out) -> (grad_color, grad_pos)
 //
-// For every horizontally or vertically adjacent pixel pair whose triangle ids differ, take
-// the triangle of the pixel in front (smaller z/w; a covered pixel beats background) and the
-// edge of that triangle crossing the segment between the two pixel centres on the side of
-// the other pixel. If that edge is a silhouette (no neighbour, or a neighbour facing the
-// other way as seen from the eye) and is steeper than 45 degrees relative to the pair axis,
-// the crossing point d (0 = front pixel centre, 1 = other centre) sets a box-filter blend:
+// For every horizontally or vertically adjacent pixel pair whose triangle ids differ, start
+// from the triangle of the pixel in front (smaller z/w; a covered pixel beats background) and
+// follow the segment between the two pixel centres towards the other pixel: leave the
+// triangle through the edge the segment crosses; if that edge is not a silhouette, continue
+// in the neighbouring triangle (nvdiffrast stops here, so it misses silhouettes of triangles
+// too thin to cover a pixel centre, common on finely tessellated meshes). A silhouette edge
+// has no neighbour, or a neighbour facing the other way as seen from the eye. If the first
+// silhouette edge met is steeper than 45 degrees relative to the pair axis, its crossing
+// point d (0 = front pixel centre, 1 = other centre) sets a box-filter blend:
 // with alpha = +-(0.5 - d), one of the two pixels moves towards the other's colour,
 //   out[target] += alpha * (color[p1] - color[p0]),  target = alpha > 0 ? p0 : p1.
 // d moves with the edge's vertices, which gives gradients w.r.t. clip positions; they are
@@ -39,8 +42,8 @@ at::Tensor antialias_topology(const at::Tensor& tri_in) {
   const at::Tensor tri = tri_in.contiguous();
   const int64_t F = tri.size(0);
   const int32_t* f = tri.data_ptr<int32_t>();
-  at::Tensor opp = at::full({F, 3}, -1, tri.options());
-  int32_t* o = opp.data_ptr<int32_t>();
+  at::Tensor adj = at::full({F, 3}, -1, tri.options());
+  int32_t* o = adj.data_ptr<int32_t>();
 
   struct Slot {
     uint64_t key;  // (min + 1) | (max + 1) << 32; 0 = empty
@@ -83,10 +86,10 @@ at::Tensor antialias_topology(const at::Tensor& tri_in) {
       const Slot& s = find(key_of(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]));
       if (s.count != 2) continue;
       const int64_t other = (s.first == t * 3 + k) ? s.second : s.first;
-      o[t * 3 + k] = f[other];
+      o[t * 3 + k] = (int32_t)(other / 3);
     }
   }
-  return opp;
+  return adj;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -109,9 +112,35 @@ struct Image {
   int64_t B, H, W, C, N, F;
 };
 
+// Screen-space corners of triangle t relative to the front pixel centre, in the pair's frame:
+// s along the pair axis, tt across it. False if a corner has W <= 0.
+struct Corners {
+  double P[3][3];  // (X, Y, W)
+  double s[3], tt[3];
+  int64_t v[3];    // vertex indices
+};
+
+template <typename scalar_t>
+inline bool load_corners(const scalar_t* pb, const int32_t* tri, int64_t t, double fx, double fy, double hw,
+                         double hh, int dir, Corners& c) {
+  for (int k = 0; k < 3; ++k) {
+    c.v[k] = tri[t * 3 + k];
+    const scalar_t* v = pb + 4 * c.v[k];
+    c.P[k][0] = (double)v[0];
+    c.P[k][1] = (double)v[1];
+    c.P[k][2] = (double)v[3];
+    if (!(c.P[k][2] > 0.0)) return false;
+    const double sx = (c.P[k][0] / c.P[k][2] + 1.0) * hw - 0.5 - fx;
+    const double sy = (c.P[k][1] / c.P[k][2] + 1.0) * hh - 0.5 - fy;
+    c.s[k] = dir == 0 ? sx : sy;
+    c.tt[k] = dir == 0 ? sy : sx;
+  }
+  return true;
+}
+
 // Analyse the pair (x, y) -> (x + 1, y) (dir 0) or (x, y + 1) (dir 1) of image b.
 template <typename scalar_t>
-bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* opp,
+bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* adj,
                   int64_t b, int64_t x, int64_t y, int dir, bool want_grad, Hit& hit) {
   const int64_t q0 = (b * im.H + y) * im.W + x, q1 = q0 + (dir == 0 ? 1 : im.W);
   const scalar_t* r0 = rast + q0 * 4;
@@ -123,55 +152,68 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
     front = (r0[2] < r1[2]) ? 0 : 1;
   else
     front = (t0 >= 0) ? 0 : 1;
-  const int64_t t = front ? t1 : t0;
   const double ds = front ? -1.0 : 1.0;
   const double fx = (double)(x + (front && dir == 0 ? 1 : 0)), fy = (double)(y + (front && dir == 1 ? 1 : 0));
-  const scalar_t* pb = pos + b * im.N * 4;
-  const int32_t* f = tri + t * 3;
-
-  double P[3][3], s[3], tt[3];
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
-  for (int k = 0; k < 3; ++k) {
-    const scalar_t* v = pb + 4 * (int64_t)f[k];
-    P[k][0] = (double)v[0];
-    P[k][1] = (double)v[1];
-    P[k][2] = (double)v[3];
-    if (!(P[k][2] > 0.0)) return false;
-    const double sx = (P[k][0] / P[k][2] + 1.0) * hw - 0.5 - fx;
-    const double sy = (P[k][1] / P[k][2] + 1.0) * hh - 0.5 - fy;
-    s[k] = dir == 0 ? sx : sy;   // along the pair axis
-    tt[k] = dir == 0 ? sy : sx;  // across it
-  }
-  // Edge crossing the pair axis furthest towards the other pixel.
-  int kb = -1;
-  double best = -INFINITY;
-  for (int k = 0; k < 3; ++k) {
-    const int a = (k + 1) % 3, c = (k + 2) % 3;
-    if ((tt[a] < 0.0) == (tt[c] < 0.0)) continue;
-    const double d = ds * (s[a] * tt[c] - s[c] * tt[a]) / (tt[c] - tt[a]);
-    if (d > best) {
-      best = d;
-      kb = k;
-    }
-  }
-  if (kb < 0) return false;
-  const int a = (kb + 1) % 3, c = (kb + 2) % 3;
-  if (std::fabs(tt[c] - tt[a]) < std::fabs(s[c] - s[a])) return false;  // the other direction handles it
   const double eps = 1.0 / 16.0;
-  if (!(best > -eps && best < 1.0 + eps)) return false;
-  // Silhouette: the neighbour across the edge faces the other way (or there is none).
-  const int32_t ov = opp[t * 3 + kb];
-  if (ov >= 0) {
-    const scalar_t* v = pb + 4 * (int64_t)ov;
-    double Q[3][3];
-    for (int k = 0; k < 3; ++k)
-      for (int j = 0; j < 3; ++j) Q[k][j] = P[k][j];
-    Q[kb][0] = (double)v[0];
-    Q[kb][1] = (double)v[1];
-    Q[kb][2] = (double)v[3];
-    const double dt = det3(P[0], P[1], P[2]), dw = det3(Q[0], Q[1], Q[2]);
-    if (dw != 0.0 && ((dw > 0.0) != (dt > 0.0))) return false;
+  const scalar_t* pb = pos + b * im.N * 4;
+
+  // Walk from the front triangle towards the other pixel until a silhouette edge.
+  int64_t t = front ? t1 : t0;
+  int entry = -1;  // edge of t we came in through
+  Corners c;
+  if (!load_corners(pb, tri, t, fx, fy, hw, hh, dir, c)) return false;
+  int kb = -1;
+  bool found = false;
+  double best = -INFINITY;
+  for (int step = 0; step < 64; ++step) {
+    kb = -1;
+    best = -INFINITY;
+    for (int k = 0; k < 3; ++k) {  // the edge crossing the pair axis furthest towards the other pixel
+      if (k == entry) continue;
+      const int a = (k + 1) % 3, e = (k + 2) % 3;
+      if ((c.tt[a] < 0.0) == (c.tt[e] < 0.0)) continue;
+      const double d = ds * (c.s[a] * c.tt[e] - c.s[e] * c.tt[a]) / (c.tt[e] - c.tt[a]);
+      if (d > best) {
+        best = d;
+        kb = k;
+      }
+    }
+    if (kb < 0 || !(best < 1.0 + eps)) return false;
+    // Silhouette: no neighbour, or the neighbour faces the other way. With the neighbour's far
+    // corner put in place of corner kb, the orientation is unchanged exactly for a fold.
+    const int64_t nb = adj[t * 3 + kb];
+    int far = -1;
+    if (nb >= 0) {
+      for (int m = 0; m < 3; ++m) {
+        const int64_t vm = tri[nb * 3 + m];
+        if (vm != c.v[(kb + 1) % 3] && vm != c.v[(kb + 2) % 3]) far = m;
+      }
+    }
+    if (far >= 0) {
+      const scalar_t* v = pb + 4 * (int64_t)tri[nb * 3 + far];
+      double Q[3][3];
+      for (int k = 0; k < 3; ++k)
+        for (int j = 0; j < 3; ++j) Q[k][j] = c.P[k][j];
+      Q[kb][0] = (double)v[0];
+      Q[kb][1] = (double)v[1];
+      Q[kb][2] = (double)v[3];
+      const double dt = det3(c.P[0], c.P[1], c.P[2]), dw = det3(Q[0], Q[1], Q[2]);
+      const bool continues = dw != 0.0 && ((dw > 0.0) != (dt > 0.0));
+      if (continues) {  // same-facing neighbour: the surface goes on, follow it
+        t = nb;
+        entry = far;
+        if (!load_corners(pb, tri, t, fx, fy, hw, hh, dir, c)) return false;
+        continue;
+      }
+    }
+    found = true;
+    break;
   }
+  if (!found) return false;
+  const int a = (kb + 1) % 3, e = (kb + 2) % 3;
+  if (std::fabs(c.tt[e] - c.tt[a]) < std::fabs(c.s[e] - c.s[a])) return false;  // the other direction handles it
+  if (!(best > -eps && best < 1.0 + eps)) return false;
   const double dc = std::min(1.0, std::max(0.0, best));
   const double alpha = ds * (0.5 - dc);
   if (alpha == 0.0) return false;
@@ -179,13 +221,15 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
   hit.q0 = q0;
   hit.q1 = q1;
   hit.active = best > 0.0 && best < 1.0;
-  hit.va = f[a];
-  hit.vc = f[c];
+  hit.va = c.v[a];
+  hit.vc = c.v[e];
   if (want_grad && hit.active) {
-    // alpha = 0.5 ds - cross, cross = (s_a tt_c - s_c tt_a) / (tt_c - tt_a).
-    const double den = tt[c] - tt[a];
-    const double d_sa = -tt[c] / den, d_sc = tt[a] / den;
-    const double d_ta = -tt[c] * (s[a] - s[c]) / (den * den), d_tc = -tt[a] * (s[c] - s[a]) / (den * den);
+    // alpha = 0.5 ds - cross, cross = (s_a tt_e - s_e tt_a) / (tt_e - tt_a).
+    const double* s = c.s;
+    const double* tt = c.tt;
+    const double den = tt[e] - tt[a];
+    const double d_sa = -tt[e] / den, d_se = tt[a] / den;
+    const double d_ta = -tt[e] * (s[a] - s[e]) / (den * den), d_te = -tt[a] * (s[e] - s[a]) / (den * den);
     auto to_clip = [&](const double* Pk, double d_s, double d_t, double* g) {
       const double gx = dir == 0 ? d_s : d_t, gy = dir == 0 ? d_t : d_s;  // d alpha / d pixel x, y
       const double iw = 1.0 / Pk[2];
@@ -193,8 +237,8 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
       g[1] = gy * hh * iw;
       g[2] = -(gx * hw * Pk[0] + gy * hh * Pk[1]) * iw * iw;
     };
-    to_clip(P[a], d_sa, d_ta, hit.ga);
-    to_clip(P[c], d_sc, d_tc, hit.gc);
+    to_clip(c.P[a], d_sa, d_ta, hit.ga);
+    to_clip(c.P[e], d_se, d_te, hit.gc);
   }
   return true;
 }
@@ -202,7 +246,7 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
 // Per-pair alphas of a whole batch: ah for (x,y)-(x+1,y), av for (x,y)-(x,y+1). When hits is
 // given, rows[b * H + y] collects the active pairs with their gradient data.
 template <typename scalar_t>
-void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* opp,
+void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* adj,
                  std::vector<double>& ah, std::vector<double>& av, std::vector<std::vector<Hit>>* rows) {
   at::parallel_for(0, im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
@@ -213,7 +257,7 @@ void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, con
         double* dst = (dir == 0 ? ah : av).data() + row * im.W;
         for (int64_t x = 0; x < xend; ++x) {
           Hit hit;
-          if (!analyse_pair(im, rast, pos, tri, opp, b, x, y, dir, rows != nullptr, hit)) continue;
+          if (!analyse_pair(im, rast, pos, tri, adj, b, x, y, dir, rows != nullptr, hit)) continue;
           dst[x] = hit.alpha;
           if (rows && hit.active) (*rows)[row].push_back(hit);
         }
@@ -223,8 +267,8 @@ void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, con
 }
 
 void check_inputs(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos, const at::Tensor& tri,
-                  const at::Tensor& opp) {
-  for (const at::Tensor* t : {&color, &rast, &pos, &tri, &opp})
+                  const at::Tensor& adj) {
+  for (const at::Tensor* t : {&color, &rast, &pos, &tri, &adj})
     TORCH_CHECK(t->device().is_cpu(), "morph3d antialias: CPU tensors expected");
   TORCH_CHECK(color.dim() == 4 && rast.dim() == 4 && rast.size(3) == 4 && color.size(0) == rast.size(0) &&
                   color.size(1) == rast.size(1) && color.size(2) == rast.size(2),
@@ -234,9 +278,9 @@ void check_inputs(const at::Tensor& color, const at::Tensor& rast, const at::Ten
   TORCH_CHECK(color.scalar_type() == rast.scalar_type() && color.scalar_type() == pos.scalar_type() &&
                   (color.scalar_type() == at::kFloat || color.scalar_type() == at::kDouble),
               "morph3d antialias: color, rast and pos must share a float32 or float64 dtype");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt && opp.sizes() == tri.sizes() &&
-                  opp.scalar_type() == at::kInt,
-              "morph3d antialias: tri and opp must be (F, 3) int32");
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt && adj.sizes() == tri.sizes() &&
+                  adj.scalar_type() == at::kInt,
+              "morph3d antialias: tri and adj must be (F, 3) int32");
 }
 
 Image image_of(const at::Tensor& color, const at::Tensor& pos, const at::Tensor& tri) {
@@ -244,16 +288,16 @@ Image image_of(const at::Tensor& color, const at::Tensor& pos, const at::Tensor&
 }
 
 at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, const at::Tensor& pos_in,
-                         const at::Tensor& tri_in, const at::Tensor& opp_in) {
-  check_inputs(color_in, rast_in, pos_in, tri_in, opp_in);
+                         const at::Tensor& tri_in, const at::Tensor& adj_in) {
+  check_inputs(color_in, rast_in, pos_in, tri_in, adj_in);
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
-  const at::Tensor tri = tri_in.contiguous(), opp = opp_in.contiguous();
+  const at::Tensor tri = tri_in.contiguous(), adj = adj_in.contiguous();
   const Image im = image_of(color, pos, tri);
   at::Tensor out = at::empty_like(color);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
     analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                opp.data_ptr<int32_t>(), ah, av, nullptr);
+                adj.data_ptr<int32_t>(), ah, av, nullptr);
     const scalar_t* c = color.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
@@ -279,11 +323,11 @@ at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, 
 
 std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, const at::Tensor& rast_in,
                                                  const at::Tensor& pos_in, const at::Tensor& tri_in,
-                                                 const at::Tensor& opp_in, const at::Tensor& grad_in) {
-  check_inputs(color_in, rast_in, pos_in, tri_in, opp_in);
+                                                 const at::Tensor& adj_in, const at::Tensor& grad_in) {
+  check_inputs(color_in, rast_in, pos_in, tri_in, adj_in);
   TORCH_CHECK(grad_in.sizes() == color_in.sizes(), "morph3d antialias_bwd: grad must match color");
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
-  const at::Tensor tri = tri_in.contiguous(), opp = opp_in.contiguous();
+  const at::Tensor tri = tri_in.contiguous(), adj = adj_in.contiguous();
   const at::Tensor grad = grad_in.to(color.scalar_type()).contiguous();
   const Image im = image_of(color, pos, tri);
   at::Tensor grad_color = at::empty_like(color);
@@ -292,7 +336,7 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
     std::vector<std::vector<Hit>> rows(im.B * im.H);
     analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                opp.data_ptr<int32_t>(), ah, av, &rows);
+                adj.data_ptr<int32_t>(), ah, av, &rows);
     const scalar_t* c = color.data_ptr<scalar_t>();
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gc = grad_color.data_ptr<scalar_t>();
@@ -340,8 +384,8 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
 
 TORCH_LIBRARY_FRAGMENT(morph3d, m) {
   m.def("antialias_topology(Tensor tri) -> Tensor");
-  m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor opp) -> Tensor");
-  m.def("antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor opp, Tensor grad_out) -> (Tensor, Tensor)");
+  m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) -> Tensor");
+  m.def("antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad_out) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(morph3d, CPU, m) {

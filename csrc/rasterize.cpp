@@ -39,30 +39,110 @@ using morph3d_raster::pixel_ndc;
 
 constexpr int kTile = 32;
 
+// ---------------------------------------------------------------------------------------
+// Exact signs (expansion arithmetic, Dekker products): used only when a value computed in
+// double precision is too close to zero for its sign to be trusted.
+
+inline void two_sum(double a, double b, double& s, double& e) {
+  s = a + b;
+  const double bv = s - a, av = s - bv;
+  e = (a - av) + (b - bv);
+}
+
+inline void split(double a, double& hi, double& lo) {
+  const double c = 134217729.0 * a;  // 2^27 + 1
+  hi = c - (c - a);
+  lo = a - hi;
+}
+
+inline void two_prod(double a, double b, double& p, double& e) {
+  p = a * b;
+  double ah, al, bh, bl;
+  split(a, ah, al);
+  split(b, bh, bl);
+  e = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+}
+
+// Sign of the exact sum of n doubles (grow-expansion; the largest component has the sign).
+inline int exact_sum_sign(const double* terms, int n) {
+  double h[32];
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    double q = terms[i];
+    for (int k = 0; k < m; ++k) two_sum(q, h[k], q, h[k]);
+    h[m++] = q;
+  }
+  for (int k = m - 1; k >= 0; --k)
+    if (h[k] != 0.0) return h[k] > 0.0 ? 1 : -1;
+  return 0;
+}
+
+// Exact sign of p*q - r*t.
+inline int sign_diff_prod(double p, double q, double r, double t) {
+  const double pq = p * q, rt = r * t, d = pq - rt;
+  if (std::fabs(d) > 1e-15 * (std::fabs(pq) + std::fabs(rt))) return d > 0.0 ? 1 : -1;
+  double terms[4];
+  two_prod(p, q, terms[0], terms[1]);
+  two_prod(-r, t, terms[2], terms[3]);
+  return exact_sum_sign(terms, 4);
+}
+
+// Exact sign of det[u; v; w] (rows).
+inline int exact_det3_sign(const double* u, const double* v, const double* w) {
+  const double f[6][3] = {{u[0], v[1], w[2]},  {-u[0], v[2], w[1]}, {-u[1], v[0], w[2]},
+                          {u[1], v[2], w[0]},  {u[2], v[0], w[1]},  {-u[2], v[1], w[0]}};
+  double terms[24];
+  for (int i = 0; i < 6; ++i) {
+    double h, l;
+    two_prod(f[i][0], f[i][1], h, l);
+    two_prod(h, f[i][2], terms[4 * i], terms[4 * i + 1]);
+    two_prod(l, f[i][2], terms[4 * i + 2], terms[4 * i + 3]);
+  }
+  return exact_sum_sign(terms, 24);
+}
+
+// ---------------------------------------------------------------------------------------
 // Per-triangle setup in double precision.
+
 struct TriSetup {
-  double a[3], b[3], c[3];  // normalised edge functions e_i = a x + b y + c
+  double a[3], b[3], c[3];  // normalised edge functions e_i = a x + b y + c (NDC x, y)
+  double bound[3];          // |computed e_i| <= bound: decide the sign exactly
   bool tl[3];               // tie rule: pixel exactly on edge i belongs to this triangle
   double za, zb, zc;        // z/w = za x + zb y + zc
+  double P[3][3];           // (X, Y, W) of the corners, for exact decisions
+  int sign;                 // sign of det[P0 P1 P2] (the normalisation)
 };
 
 // Build the setup of triangle (v0, v1, v2), each pointing at (X, Y, Z, W).
 // Returns false when the triangle is degenerate as seen from the eye (det == 0).
 template <typename scalar_t>
 inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, TriSetup& s) {
-  const double X[3] = {(double)v0[0], (double)v1[0], (double)v2[0]};
-  const double Y[3] = {(double)v0[1], (double)v1[1], (double)v2[1]};
-  const double Z[3] = {(double)v0[2], (double)v1[2], (double)v2[2]};
-  const double W[3] = {(double)v0[3], (double)v1[3], (double)v2[3]};
+  const scalar_t* v[3] = {v0, v1, v2};
+  double Z[3], mag[3][3];
+  for (int i = 0; i < 3; ++i) {
+    s.P[i][0] = (double)v[i][0];
+    s.P[i][1] = (double)v[i][1];
+    s.P[i][2] = (double)v[i][3];
+    Z[i] = (double)v[i][2];
+  }
+  const auto& P = s.P;
   for (int i = 0; i < 3; ++i) {
     const int j = (i + 1) % 3, k = (i + 2) % 3;
-    s.a[i] = Y[j] * W[k] - W[j] * Y[k];
-    s.b[i] = W[j] * X[k] - X[j] * W[k];
-    s.c[i] = X[j] * Y[k] - Y[j] * X[k];
+    s.a[i] = P[j][1] * P[k][2] - P[j][2] * P[k][1];
+    s.b[i] = P[j][2] * P[k][0] - P[j][0] * P[k][2];
+    s.c[i] = P[j][0] * P[k][1] - P[j][1] * P[k][0];
+    mag[i][0] = std::fabs(P[j][1] * P[k][2]) + std::fabs(P[j][2] * P[k][1]);
+    mag[i][1] = std::fabs(P[j][2] * P[k][0]) + std::fabs(P[j][0] * P[k][2]);
+    mag[i][2] = std::fabs(P[j][0] * P[k][1]) + std::fabs(P[j][1] * P[k][0]);
+    // Error of a x + b y + c for |x|, |y| <= 1, with generous slack.
+    s.bound[i] = 1e-14 * (mag[i][0] + mag[i][1] + mag[i][2]);
   }
-  double det = s.a[0] * X[0] + s.b[0] * Y[0] + s.c[0] * W[0];
-  if (!(det != 0.0) || !std::isfinite(det)) return false;
-  if (det < 0.0) {
+  double det = s.a[0] * P[0][0] + s.b[0] * P[0][1] + s.c[0] * P[0][2];
+  const double det_mag = mag[0][0] * std::fabs(P[0][0]) + mag[0][1] * std::fabs(P[0][1]) + mag[0][2] * std::fabs(P[0][2]);
+  if (!std::isfinite(det) || !std::isfinite(det_mag)) return false;
+  s.sign = std::fabs(det) > 1e-14 * det_mag ? (det > 0.0 ? 1 : -1) : exact_det3_sign(P[0], P[1], P[2]);
+  if (s.sign == 0 || det == 0.0) return false;
+  if (s.sign < 0) {
     for (int i = 0; i < 3; ++i) {
       s.a[i] = -s.a[i];
       s.b[i] = -s.b[i];
@@ -70,7 +150,14 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
     }
     det = -det;
   }
-  for (int i = 0; i < 3; ++i) s.tl[i] = s.a[i] > 0.0 || (s.a[i] == 0.0 && s.b[i] > 0.0);
+  if (!(det > 0.0)) return false;  // exact sign and rounded value disagree: degenerate in practice
+  for (int i = 0; i < 3; ++i) {
+    const int j = (i + 1) % 3, k = (i + 2) % 3;
+    // Exact signs of the normalised a and b: the sample point nudged by (+eps, +eps^2).
+    const int sa = s.sign * sign_diff_prod(P[j][1], P[k][2], P[j][2], P[k][1]);
+    const int sb = s.sign * sign_diff_prod(P[j][2], P[k][0], P[j][0], P[k][2]);
+    s.tl[i] = sa > 0 || (sa == 0 && sb > 0);
+  }
   const double inv = 1.0 / det;
   s.za = (s.a[0] * Z[0] + s.a[1] * Z[1] + s.a[2] * Z[2]) * inv;
   s.zb = (s.b[0] * Z[0] + s.b[1] * Z[1] + s.b[2] * Z[2]) * inv;
@@ -78,7 +165,16 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
   return std::isfinite(s.za) && std::isfinite(s.zb) && std::isfinite(s.zc);
 }
 
-inline bool inside_edge(double e, bool tl) { return e > 0.0 || (e == 0.0 && tl); }
+// Is the centre of pixel (ix, iy) on the inner side of edge i? e is the edge function
+// computed in double; near zero the sign is decided exactly at the pixel centre, written
+// in integer homogeneous coordinates ((2 ix + 1 - W) H, (2 iy + 1 - H) W, W H).
+inline bool inside_edge(const TriSetup& s, int i, double e, int64_t ix, int64_t iy, int64_t W, int64_t H) {
+  if (e > s.bound[i]) return true;
+  if (e < -s.bound[i]) return false;
+  const double p[3] = {(double)((2 * ix + 1 - W) * H), (double)((2 * iy + 1 - H) * W), (double)(W * H)};
+  const int sign = s.sign * exact_det3_sign(s.P[(i + 1) % 3], s.P[(i + 2) % 3], p);
+  return sign != 0 ? sign > 0 : s.tl[i];
+}
 
 // Pixel bounding box of a triangle, clamped to the image; false if it cannot cover a pixel.
 struct BBox {
@@ -270,16 +366,18 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
           for (int64_t px = x0; px <= x1; ++px) {
             const double x = xs[px];
             const double e0 = s.a[0] * x + r0, e1 = s.a[1] * x + r1, e2 = s.a[2] * x + r2;
-            if (!(inside_edge(e0, s.tl[0]) && inside_edge(e1, s.tl[1]) && inside_edge(e2, s.tl[2]))) continue;
+            if (!(inside_edge(s, 0, e0, px, py, W, H) && inside_edge(s, 1, e1, px, py, W, H) &&
+                  inside_edge(s, 2, e2, px, py, W, H)))
+              continue;
             const double z = s.za * x + zr;
             const int64_t k = row + px;
             if (!(z >= -1.0 && z <= 1.0 && z < zbuf[k])) continue;
             const double sum = e0 + e1 + e2;
-            if (!(sum > 0.0)) continue;
             zbuf[k] = z;
             idbuf[k] = (int32_t)t;
-            ubuf[k] = e0 / sum;
-            vbuf[k] = e1 / sum;
+            // sum <= 0 only for a triangle too small for double precision: use its centre.
+            ubuf[k] = sum > 0.0 ? e0 / sum : 1.0 / 3.0;
+            vbuf[k] = sum > 0.0 ? e1 / sum : 1.0 / 3.0;
           }
         }
       }
@@ -354,7 +452,8 @@ inline void pixel_gradient(const scalar_t* v0, const scalar_t* v1, const scalar_
     out[k][0] += de * dk[0];
     out[k][1] += de * dk[1];
     out[k][3] += de * dk[2];
-    out[i][2] += gz * bc[i] / D;
+    out[i][2] += gz * bc[i] / D;         // z/w through Z_i
+    out[i][3] -= gz * zw * bc[i] / D;    // z/w through W_i in the denominator
   }
 }
 

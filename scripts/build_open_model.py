@@ -65,8 +65,8 @@ tables, not fitted to a population)::
   asymmetric: nose_deviation 2.0, chin_deviation 2.5, eye_height_asymmetry 1.5 (left up, right down),
   face_side_asymmetry 2.5 (left side wider, right narrower)
   random_sym_0..5 (mirror symmetric) and random_asym_0..1 (antisymmetric): low-frequency normal
-  displacements from 12 random bumps of 30 mm radius (seed 20240607), made orthogonal to the
-  modes above, 1.5 mm RMS each.
+  displacements from 12 random bumps of 30 mm radius (seed 20240607), made orthogonal to each
+  other, 1.5 mm RMS each.
 
 ``identity_std_mm`` stores each mode's RMS displacement over the vertices (canonical format).
 
@@ -487,6 +487,25 @@ def geodesic(mesh: Mesh, sources) -> np.ndarray:
     return dijkstra(graph, directed=False, indices=np.asarray(sources, dtype=np.int64), min_only=True)
 
 
+def smoothed(mesh: Mesh, values: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """Diffuse a per-vertex field: ``iterations`` steps of moving halfway to the neighbour mean."""
+    t = mesh.triangles
+    n = len(mesh.vertices)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), (n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(float)
+    mean = sp.diags(1.0 / np.asarray(adj.sum(1)).ravel()) @ adj
+    for _ in range(iterations):
+        values = 0.5 * values + 0.5 * (mean @ values)
+    return values
+
+
+def smooth_normals(mesh: Mesh, iterations: int = 30) -> np.ndarray:
+    """Unit normals (N, 3) diffused over about 1 cm, so displacements along them stay smooth at creases."""
+    n = smoothed(mesh, vertex_normals(mesh.vertices, mesh.triangles), iterations)
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
 def bump(points: np.ndarray, centre, radius) -> np.ndarray:
     """Smooth compact bump (1 - r^2)^3, r = |(p - centre) / radius| (radius: scalar or per axis)."""
     r2 = (((points - np.asarray(centre, dtype=float)) / np.asarray(radius, dtype=float)) ** 2).sum(1)
@@ -637,7 +656,7 @@ def eye_fields(mesh: Mesh, parts: dict, side: str = "left") -> dict[str, np.ndar
 
     upper_lid: 1 on the upper lid margin, 0 on the lower margin, the brow and beyond 28 mm from the
     eye centre; lower_lid likewise, 0 from 16 mm below the eye centre. brow: 1 on the brow, 0 on the
-    lid margins and the eye opening, 0 on the other half of the face, 0.25 on the face oval above
+    lid margins and the eye opening, 0 from 8 mm across the midline, 0.25 on the face oval above
     the eyes (the hairline moves less than the brow).
     """
     v = mesh.vertices
@@ -651,7 +670,7 @@ def eye_fields(mesh: Mesh, parts: dict, side: str = "left") -> dict[str, np.ndar
     lower = harmonic(mesh, [(far, 0.0), (np.flatnonzero(v[:, 1] < centre[1] - 16.0), 0.0),
                             (up, 0.0), (lo, 1.0)])
     sign = 1.0 if side == "left" else -1.0
-    other_half = np.flatnonzero(sign * v[:, 0] <= 0.0)
+    other_half = np.flatnonzero(sign * v[:, 0] <= -8.0)
     oval = parts["oval"]
     hairline = oval[(v[oval, 1] > centre[1] + 8.0) & (sign * v[oval, 0] > 0)]
     eye = np.concatenate([parts[f"eye_{side}"], up, lo, parts[f"lid_upper_{side}"][[0, -1]]])
@@ -665,7 +684,7 @@ def eye_fields(mesh: Mesh, parts: dict, side: str = "left") -> dict[str, np.ndar
 # ----------------------------------------------------------------------------------------------
 
 JAW_AXIS_YZ = np.array([5.0, -30.0])  # transverse jaw hinge (mm): y, z; the axis runs along x
-JAW_ANGLE_RAD = 0.22
+JAW_ANGLE_RAD = 0.24
 JAW_GLIDE = np.array([0.0, -3.0, 6.0])  # condylar glide at full opening, mm
 
 
@@ -693,7 +712,7 @@ def expression_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     jaw, upper, lower, lips = mouth["jaw"], mouth["upper_lip"], mouth["lower_lip"], mouth["lips"]
     lip_gap = gap_vectors(mesh, parts["lip_inner_upper"], parts["lip_inner_lower"])
     lid_gap = gap_vectors(mesh, parts["lid_upper_left"], parts["lid_lower_left"])
-    normals = vertex_normals(v, mesh.triangles)
+    normals = smooth_normals(mesh)
     ones = np.ones(len(v))
     vec = lambda w, d: w[:, None] * np.asarray(d, dtype=float)  # noqa: E731  weight x direction
 
@@ -746,3 +765,107 @@ def expression_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     for name, d in symmetric.items():
         shapes[name] = 0.5 * (d + mirrored(mesh, d))
     return np.stack([shapes[k] for k in order], 2), order
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity basis
+# ----------------------------------------------------------------------------------------------
+
+def _orthogonalize(d: np.ndarray, previous: list[np.ndarray]) -> np.ndarray:
+    flat = d.ravel().copy()
+    for p in previous:
+        q = p.ravel()
+        flat -= q * (q @ flat) / (q @ q)
+    return flat.reshape(d.shape)
+
+
+def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
+    """40 smooth identity modes (N, 3, 40), mm per standard deviation (see the module docstring)."""
+    v = mesh.vertices
+    x, y, z = v.T
+    zero = np.zeros(len(v))
+    a = parts["anchor"]
+    left = lambda p: np.asarray(p) * np.array([-1.0, 1.0, 1.0])  # noqa: E731  right anchor -> left
+    both = lambda w: w + w[mesh.mirror]  # noqa: E731  a right-side weight plus its mirror image
+    col = lambda dx, dy, dz: np.stack([dx + zero, dy + zero, dz + zero], 1)  # noqa: E731
+    normals = smooth_normals(mesh)
+    mouth = mouth_fields(mesh, parts)
+    eyes = {side: eye_fields(mesh, parts, side) for side in ("left", "right")}
+    eye_l, eye_r = eyes["left"]["centre"], eyes["right"]["centre"]
+
+    width = 2 * abs(a[EAR_RIGHT][0])
+    face_height = a[NASION][1] - a[MENTON][1]
+    depth = a[NOSE_TIP][2] - a[EAR_RIGHT][2]
+    y_sub, y_chin = a[SUBNASALE][1], a[MENTON][1]
+    jaw_x = abs(a[JAW_ANGLE_RIGHT][0])
+    chin = bump(v, [0.0, y_chin + 6.0, a[MENTON][2] + 4.0], [38.0, 24.0, 40.0])
+    nose = bump(v, [0.0, 5.0, 62.0], [22.0, 42.0, 30.0])
+    nose_base = bump(v, [0.0, a[ALA_RIGHT][1] - 2.0, 55.0], [30.0, 14.0, 30.0])
+    eye_bl, eye_br = bump(v, eye_l, 22.0), bump(v, eye_r, 22.0)
+    brow_top = max(v[parts["brow_upper_left"], 1].max(), v[parts["brow_upper_right"], 1].max())
+    top = v[:, 1].max()
+    lid = {s: gap_vectors(mesh, parts[f"lid_upper_{s}"], parts[f"lid_lower_{s}"])
+           * (0.1 * eyes[s]["lower_lid"] - 0.1 * eyes[s]["upper_lid"])[:, None] for s in eyes}
+    inner = np.concatenate([parts["lip_inner_upper"], parts["lip_inner_lower"]])
+    far = _far(mesh, parts["mouth_centre"], 45.0)
+    outer_up, outer_lo = parts["lip_outer_upper"], parts["lip_outer_lower"]
+    thick_up = smoothed(mesh, harmonic(mesh, [(far, 0.0), (np.flatnonzero(y > y_sub - 1.0), 0.0), (inner, 0.0),
+                               (outer_lo, 0.0), (outer_up[1:-1], 1.0)]))
+    thick_lo = smoothed(mesh, harmonic(mesh, [(far, 0.0), (np.flatnonzero(y < a[LIP_LOWER][1] - 15.0), 0.0), (inner, 0.0),
+                               (outer_up, 0.0), (outer_lo[1:-1], 1.0)]))
+    corner_x = abs(a[MOUTH_CORNER_RIGHT][0])
+    lips = mouth["lips"]
+    above_brow = np.clip((y - brow_top) / (top - brow_top), 0.0, None) ** 2
+
+    symmetric = {
+        "face_width": col(x * 6.0 / width, 0, 0),
+        "face_height": col(0, (y - a[NASION][1]) * 7.0 / face_height, 0),
+        "face_depth": col(0, 0, (z - a[EAR_RIGHT][2]) * 5.0 / depth),
+        "lower_face_height": col(0, -5.0 * smoothstep(y_sub, y_chin, y), 0),
+        "jaw_width": col(x * 3.5 / jaw_x * smoothstep(y_sub, a[JAW_ANGLE_RIGHT][1], y), 0, 0),
+        "chin_height": col(0, -4.0 * chin, 0),
+        "chin_projection": col(0, 0, 4.0 * chin),
+        "chin_width": col(x * 2.0 / 15.0 * chin, 0, 0),
+        "nose_length": col(0, -3.0 * nose * smoothstep(a[NASION][1], a[NOSE_TIP][1], y), 0),
+        "nose_width": col(x * 2.0 / abs(a[ALA_RIGHT][0]) * nose_base, 0, 0),
+        "nose_projection": col(0, 0, 3.0 * bump(v, a[NOSE_TIP], [16.0, 20.0, 24.0])),
+        "nose_bridge": col(0, 0, 2.0 * bump(v, [0.0, 18.0, 62.0], [12.0, 18.0, 20.0])),
+        "nose_tip_lift": col(0, 2.0 * bump(v, a[NOSE_TIP], 14.0), 0),
+        "eye_spacing": col(1.8 * (eye_bl - eye_br), 0, 0),
+        "eye_height": col(0, 2.0 * (eye_bl + eye_br), 0),
+        "eye_depth": col(0, 0, -2.0 * (bump(v, eye_l, 18.0) + bump(v, eye_r, 18.0))),
+        "eye_aperture": lid["left"] + lid["right"],
+        "brow_ridge": col(0, 0, 2.5 * both(bump(v, [-38.0, 46.0, 42.0], [28.0, 14.0, 20.0]))),
+        "brow_height": col(0, 3.0 * (eyes["left"]["brow"] + eyes["right"]["brow"]), 0),
+        "cheekbones": normals * 3.0 * both(bump(v, [-55.0, 8.0, 25.0], 28.0))[:, None],
+        "cheek_fullness": normals * 3.0 * both(bump(v, [-45.0, -25.0, 32.0], 30.0))[:, None],
+        "temples": normals * -2.0 * both(bump(v, [-68.0, 48.0, 5.0], 25.0))[:, None],
+        "forehead_slope": col(0, 0, -4.0 * above_brow),
+        "upper_lip_thickness": col(0, 1.2 * thick_up, 0.5 * thick_up),
+        "lower_lip_thickness": col(0, -1.5 * thick_lo, 0.6 * thick_lo),
+        "mouth_width": col(x * 2.5 / corner_x * lips, 0, 0),
+        "mouth_height": col(0, -2.0 * lips, 0),
+        "mouth_protrusion": col(0, 0, 2.5 * lips),
+    }
+    asymmetric = {
+        "nose_deviation": col(2.0 * nose, 0, 0),
+        "chin_deviation": col(2.5 * smoothstep(a[LIP_UPPER][1], y_chin, y), 0, 0),
+        "eye_height_asymmetry": col(0, 1.5 * (eye_bl - eye_br), 0),
+        "face_side_asymmetry": col(2.5 * (2 * x / width) ** 2, 0, 0),
+    }
+    modes = {k: 0.5 * (d + mirrored(mesh, d)) for k, d in symmetric.items()}
+    modes.update({k: 0.5 * (d - mirrored(mesh, d)) for k, d in asymmetric.items()})
+
+    rng = np.random.default_rng(SEED)
+    previous: list[np.ndarray] = []
+    for name, sign in [(f"random_sym_{i}", 1.0) for i in range(6)] + [(f"random_asym_{i}", -1.0) for i in range(2)]:
+        centres = v[rng.choice(len(v), 12, replace=False)]
+        heights = rng.normal(size=12)
+        f = sum(h * bump(v, c, 30.0) for c, h in zip(centres, heights))
+        d = normals * f[:, None]
+        d = _orthogonalize(0.5 * (d + sign * mirrored(mesh, d)), previous)
+        d *= 1.5 / np.sqrt((d ** 2).sum(1).mean())
+        modes[name] = d
+        previous.append(d)
+    names = list(modes)
+    return np.stack([modes[k] for k in names], 2), names

@@ -110,3 +110,23 @@ def test_params_save_load(tmp_path, model):
         torch.testing.assert_close(q.camera.focal, p.camera.focal)
     with pytest.raises(ValueError, match=".json or .npz"):
         p.save(tmp_path / "p.txt")
+
+
+def test_flame_model_articulates_through_forward(tmp_path):
+    from model_fixtures import write_flame
+    from morph3d.model import load_model
+    write_flame(tmp_path)
+    model = load_model(str(tmp_path / "generic_model.pkl"))
+    assert model.has_articulation and model.num_joints == 5
+    p = model.default_params(batch=2)
+    rest = model(p).vertices
+    torch.testing.assert_close(rest, model.shape(p.identity, p.expression))  # zero pose = unposed mesh
+    p.articulation[1, 2, 0] = 0.3  # open the jaw of the second face
+    posed = model(p).vertices
+    torch.testing.assert_close(posed[0], rest[0])
+    moved = (posed[1] - rest[1]).norm(dim=-1)
+    jaw_weight = model.skinning_weights[:, 2]
+    assert moved[jaw_weight == 0].max() < 1e-1 * moved[jaw_weight == 1].min()  # only pose correctives elsewhere
+    p.articulation.requires_grad_(True)
+    model(p).vertices.sum().backward()
+    assert p.articulation.grad[1, 2].abs().sum() > 0

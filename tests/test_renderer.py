@@ -26,7 +26,7 @@ def _count_inside(centre, half):
 def test_flat_quad_depth_normals_and_area(kind):
     model = quad_model(half=50.0)
     size, dist = 64, 487.0
-    focal = 96.0 if kind == "perspective" else 0.19  # pixels per mm for the orthographic camera
+    focal = 96.0 if kind == "perspective" else 0.193  # pixels per mm for the orthographic camera
     p = _quad_params(model, size, dist, kind, focal)
     r = render_face(model, p, antialias=False)
     half_px = 50.0 * (focal / dist if kind == "perspective" else focal)
@@ -83,7 +83,7 @@ def test_landmarks_match_model_and_visibility_follows_facing():
     model = sphere_model()
     p = model.default_params(3, (96, 96))
     p.rotation[1, 0] = math.radians(90.0)
-    p.rotation[2, 0] = math.radians(-150.0)
+    p.rotation[2, 0] = math.radians(180.0)
     r = render_face(model, p, outputs=("landmarks", "depth"))
     geo = model(p)
     torch.testing.assert_close(r.landmarks_2d, geo.landmarks_2d)
@@ -92,7 +92,7 @@ def test_landmarks_match_model_and_visibility_follows_facing():
     pts = geo.landmarks_cam
     facing = (pts - torch.tensor([0.0, 0.0, -500.0])) / 80.0
     cos_view = (facing * -pts).sum(-1) / pts.norm(dim=-1)
-    clear = cos_view.abs() > 0.1
+    clear = cos_view.abs() > 0.25  # grazing points are ambiguous at this resolution
     assert (r.landmark_visible[clear] == (cos_view > 0)[clear]).all()
     assert r.landmark_visible[0].all()  # frontal: every landmark (yaw -60..60 deg) is seen
     flipped = r.landmark_visible[0] & ~r.landmark_visible[1]
@@ -131,7 +131,7 @@ def test_background_compositing_and_shading():
     plain = render_face(model, p, outputs=("image", "mask"))
     empty = (r.mask == 0).expand_as(bg)
     full = (r.mask == 1).expand_as(bg)
-    assert empty.float().mean() > 0.4 and full.float().mean() > 0.2
+    assert empty.float().mean() > 0.4 and full.float().mean() > 0.1
     torch.testing.assert_close(r.image[empty], bg[empty])
     torch.testing.assert_close(r.image[full], plain.image[full])
     torch.testing.assert_close(r.mask, plain.mask)
@@ -190,14 +190,14 @@ def test_gradients_reach_every_parameter():
 def test_mask_gradient_matches_the_area_change():
     """Moving a quad closer grows its area A ~ 1/d^2: dA/dt_z = 2 A / d (t_z = -d)."""
     model = quad_model(half=50.0)
-    p = _quad_params(model, 64, 480.0, focal=96.0)
+    p = _quad_params(model, 64, 487.0, focal=96.0)  # edges between pixel centres, not on a midpoint
     p.translation.requires_grad_(True)
     mask = render_face(model, p, outputs=("mask",)).mask
     mask.sum().backward()
-    area = (2 * 50.0 * 96.0 / 480.0) ** 2
-    expected = 2 * area / 480.0
+    area = (2 * 50.0 * 96.0 / 487.0) ** 2
+    expected = 2 * area / 487.0
     got = float(p.translation.grad[0, 2])
-    assert 0.6 * expected < got < 1.4 * expected, (got, expected)
+    assert 0.8 * expected < got < 1.2 * expected, (got, expected)
     assert abs(float(p.translation.grad[0, 0])) < 0.1 * expected  # symmetric: no net sideways pull
 
 

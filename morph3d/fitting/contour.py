@@ -1,144 +1,136 @@
-"""Sliding jaw-contour correspondences (iBUG 0-16), in the manner of eos.
+"""Sliding jaw-contour correspondences (iBUG 0-16), in the manner of eos and 3DDFA.
 
 A photo's jaw landmarks lie on the face's visible outline, which moves over the surface as the head
-turns, so they cannot be tied to fixed model vertices. At every fitting iteration:
+turns, so they cannot be tied to fixed model vertices. At every fitting iteration each jaw landmark
+corresponds to the nearest point (in the image) of the model's projected outline near the jaw:
 
-- on the side facing the camera, each jaw landmark corresponds to the nearest point (in the image) on
-  the projected polyline of the model's outline candidates (``contour_right`` for iBUG 0-7, the
-  subject's right; ``contour_left`` for iBUG 9-16);
-- on the side turned away, the candidates are that polyline plus the mesh silhouette near it
-  (vertices of edges between a camera-facing and a back-facing triangle), and the nearest wins.
-
-A chin landmark (iBUG 8) the model does not define uses the nearest point of either polyline.
+- the outline edges are the mesh edges of the *contour zone* that are either silhouette edges
+  (between a camera-facing and a back-facing triangle) or border edges of the mesh whose triangle
+  faces the camera (a face-mask model's rim);
+- the contour zone is the model's outline candidates (``contour_right`` and ``contour_left``, the
+  subject's right and left) and the vertices within ``ZONE_RADIUS`` x the candidates' width of them,
+  without the inner face (the frontal convex hull of the inner landmarks 17-67) and without eye,
+  nose, lip, brow and ear regions. On the side turned away this finds the cheek's silhouette; on the
+  side facing the camera, the jaw's rim;
+- landmarks 0-7 (subject's right) look only at edges on the right half (plus a strip around the
+  midline), 9-16 on the left half, the chin (8, when the model does not define it) anywhere. The match
+  is a point on an edge (two vertices, interpolated).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import Delaunay, cKDTree
 
 RIGHT_JAW = tuple(range(0, 8))
 LEFT_JAW = tuple(range(9, 17))
+INNER = tuple(range(17, 68))
 CHIN = 8
 RIGHT, LEFT, BOTH = 0, 1, 2
+ZONE_RADIUS = 0.45
+MIDLINE_STRIP = 0.15
 _EXCLUDED_REGIONS = {"eye", "eyes", "eyeball", "eyeballs", "nose", "lip", "lips", "mouth", "brow", "brows",
-                     "eyebrow", "eyebrows", "teeth", "tongue", "ear", "ears", "hair", "scalp"}
+                     "eyebrow", "eyebrows", "teeth", "tongue", "ear", "ears", "hair", "scalp", "interior"}
 
 
-def _interior_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edges shared by exactly two faces -> vertex pairs (E, 2) and face pairs (E, 2)."""
+def mesh_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique edges (E, 2) and their adjacent faces (E, 2); the second is -1 on a border edge
+    (edges with more than two faces keep the first two)."""
     key = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     face = np.tile(np.arange(len(faces)), 3)
-    uniq, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    uniq, inv = np.unique(key, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
-    two = np.flatnonzero(counts[inv] == 2)
-    two = two[np.argsort(inv[two], kind="stable")]  # the two faces of each edge side by side
-    return uniq[inv[two[::2]]], face[two].reshape(-1, 2)
+    order = np.argsort(inv, kind="stable")
+    first = np.searchsorted(inv[order], np.arange(len(uniq)))
+    count = np.bincount(inv, minlength=len(uniq))
+    f0 = face[order[first]]
+    f1 = np.where(count >= 2, face[order[np.minimum(first + 1, len(order) - 1)]], -1)
+    return uniq, np.stack([f0, f1], axis=1)
 
 
 class ContourSet:
-    """The model side of the jaw contour: outline polylines and, per side, a silhouette zone.
+    """The model side of the jaw contour: the zone's vertices, edges and their triangles.
 
-    vertex_ids: (M,) the model vertices involved; every other index here points into it.
-    polyline[side]: (C,) outline candidates in order; zone_faces[side]: (F, 3); zone_edges[side]
-    (E, 2) vertex pairs and zone_edge_faces[side] (E, 2) face pairs of interior edges.
-
-    The zone of a side: vertices on that side, farther than 30 % of the half face width from the
-    midline, within the height range of its polyline and not behind it, outside the eye, nose,
-    lip, brow and ear regions.
+    vertex_ids: (M,) model vertices involved; ``edges`` (E, 2) index into it; ``edge_faces`` (E, 2)
+    index ``faces`` (F, 3, also into vertex_ids), -1 for a border edge; ``edge_side`` (E, 3) bool:
+    whether an edge may serve RIGHT (column 0), LEFT (1) or BOTH-sided (2, the chin) landmarks.
     """
 
     def __init__(self, vertices: np.ndarray, triangles: np.ndarray, contour_right: np.ndarray,
-                 contour_left: np.ndarray, region_labels: np.ndarray, region_names: list[str]):
-        contour_right, contour_left = np.asarray(contour_right), np.asarray(contour_left)
+                 contour_left: np.ndarray, region_labels: np.ndarray, region_names: list[str],
+                 inner_landmarks: np.ndarray):
+        """vertices (N, 3) mean shape, mm; inner_landmarks (L, 3) positions of the defined inner landmarks."""
+        cand = np.unique(np.concatenate([np.asarray(contour_right), np.asarray(contour_left)]).astype(np.int64))
         self.available = len(contour_right) >= 2 and len(contour_left) >= 2
         if not self.available:
             return
         allowed = np.array([not (set(n.lower().replace("-", "_").split("_")) & _EXCLUDED_REGIONS)
                             for n in region_names])[region_labels]
-        both = np.concatenate([contour_right, contour_left])
-        pts = vertices[both]
-        mid = pts[:, 0].mean()
-        half = np.abs(pts[:, 0] - mid).max()
-        zones = []
-        for sign, poly in ((-1.0, contour_right), (1.0, contour_left)):
-            p = vertices[poly]
-            dx = (vertices[:, 0] - mid) * sign
-            zone = ((dx > 0.3 * half) & (vertices[:, 1] >= p[:, 1].min() - 0.05 * half)
-                    & (vertices[:, 1] <= p[:, 1].max()) & (vertices[:, 2] >= p[:, 2].min() - 0.05 * half)
-                    & allowed)
-            zones.append(np.flatnonzero(zone))
-        ids = np.unique(np.concatenate([both, *zones]))
+        width = np.ptp(vertices[cand, 0])
+        mid = vertices[cand, 0].mean()
+        dist, _ = cKDTree(vertices[cand]).query(vertices, distance_upper_bound=ZONE_RADIUS * width)
+        zone = np.isfinite(dist) & allowed
+        if len(inner_landmarks) >= 3:
+            zone &= Delaunay(inner_landmarks[:, :2]).find_simplex(vertices[:, :2]) < 0
+        zone[cand] = True
+        ids = np.flatnonzero(zone)
         local = np.full(len(vertices), -1, np.int64)
         local[ids] = np.arange(len(ids))
-        self.vertex_ids = ids
-        self.polyline = [local[contour_right], local[contour_left]]
-        self.zone_faces, self.zone_edges, self.zone_edge_faces = [], [], []
-        for zone in zones:
-            inside = np.zeros(len(vertices), bool)
-            inside[zone] = True
-            tri = triangles[inside[triangles].all(axis=1)]
-            edges, edge_faces = _interior_edges(tri)
-            self.zone_faces.append(torch.from_numpy(local[tri]))
-            self.zone_edges.append(torch.from_numpy(local[edges]))
-            self.zone_edge_faces.append(torch.from_numpy(edge_faces))
-        self.polyline = [torch.from_numpy(p) for p in self.polyline]
+        edges, edge_faces = mesh_edges(triangles)
+        keep = zone[edges].all(axis=1)
+        edges, edge_faces = edges[keep], edge_faces[keep]
+        used_faces = np.unique(edge_faces[edge_faces >= 0])
+        face_local = np.full(len(triangles), -1, np.int64)
+        face_local[used_faces] = np.arange(len(used_faces))
+        extra = np.setdiff1d(np.unique(triangles[used_faces]), ids)  # corners outside the zone
+        self.vertex_ids = np.concatenate([ids, extra])
+        local[extra] = len(ids) + np.arange(len(extra))
+        x = vertices[edges, 0] - mid  # (E, 2)
+        strip = MIDLINE_STRIP * width / 2
+        self.edges = torch.from_numpy(local[edges])
+        self.edge_faces = torch.from_numpy(np.where(edge_faces >= 0, face_local[np.maximum(edge_faces, 0)], -1))
+        self.faces = torch.from_numpy(local[triangles[used_faces]])
+        self.edge_side = torch.from_numpy(np.stack([(x <= strip).all(1), (x >= -strip).all(1),
+                                                    np.ones(len(x), bool)], axis=1))
 
-    # ---- per iteration -----------------------------------------------------------------------
-    def silhouette(self, side: int, cam: torch.Tensor, perspective: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Silhouette edges of one side's zone: (B, E) bool mask and the edges (E, 2) (indices into
-        vertex_ids). cam: (B, M, 3) camera-frame positions of ``vertex_ids``, mm."""
-        faces = self.zone_faces[side]
-        v0, v1, v2 = cam[:, faces[:, 0]], cam[:, faces[:, 1]], cam[:, faces[:, 2]]
+    def outline(self, cam: torch.Tensor, perspective: bool) -> torch.Tensor:
+        """(B, E) bool: which zone edges lie on the outline. cam: (B, M, 3) camera-frame ``vertex_ids``, mm."""
+        f = self.faces
+        v0, v1, v2 = cam[:, f[:, 0]], cam[:, f[:, 1]], cam[:, f[:, 2]]
         normal = torch.cross(v1 - v0, v2 - v0, dim=-1)
         facing = (normal * -v0).sum(-1) > 0 if perspective else normal[..., 2] > 0
-        ef = self.zone_edge_faces[side]
-        return facing[:, ef[:, 0]] != facing[:, ef[:, 1]], self.zone_edges[side]
+        ef = self.edge_faces
+        a = facing[:, ef[:, 0]]
+        b = facing[:, ef[:, 1].clamp_min(0)]
+        border = ef[:, 1] < 0
+        return torch.where(border[None], a, a != b)
 
     def select(self, cam: torch.Tensor, img: torch.Tensor, targets: torch.Tensor, sides: torch.Tensor,
-               away: torch.Tensor, perspective: bool, sliding: bool = True):
-        """Correspondences for contour landmarks.
+               perspective: bool):
+        """Nearest outline points of jaw landmarks.
 
-        cam: (B, M, 3) mm and img: (B, M, 2) px, the posed ``vertex_ids``; targets: (B, Q, 2) px
-        detected points; sides: (Q,) RIGHT, LEFT or BOTH; away: (B,) the side turned away from the
-        camera (RIGHT or LEFT). Returns ids (B, Q, 3) into vertex_ids and weights (B, Q, 3).
+        cam: (B, M, 3) mm and img: (B, M, 2) px, the posed ``vertex_ids``; targets: (B, Q, 2) px;
+        sides: (Q,) RIGHT, LEFT or BOTH. Returns ids (B, Q, 3) into vertex_ids, weights (B, Q, 3) and
+        found (B, Q) bool (False when no outline edge was on that side).
         """
         b, q = targets.shape[:2]
-        best = torch.full((b, q), float("inf"), dtype=img.dtype, device=img.device)
+        on = self.outline(cam, perspective)
+        cols = on.any(0).nonzero()[:, 0]  # edges on the outline in any image of the batch
         ids = torch.zeros(b, q, 3, dtype=torch.long, device=img.device)
         weights = torch.zeros(b, q, 3, dtype=img.dtype, device=img.device)
-        for side in (RIGHT, LEFT):
-            use = (sides == side) | (sides == BOTH)
-            if not use.any():
-                continue
-            poly = self.polyline[side]
-            a, c = img[:, poly[:-1]], img[:, poly[1:]]  # (B, S, 2) segment ends
-            ab = c - a
-            rel = targets[:, :, None] - a[:, None]  # (B, Q, S, 2)
-            t = ((rel * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)[:, None]).clamp(0, 1)
-            d2 = (rel - t[..., None] * ab[:, None]).square().sum(-1)
-            dist, seg = d2.min(dim=2)
-            tt = t.gather(2, seg[..., None])[..., 0]
-            better = use[None] & (dist < best)
-            best = torch.where(better, dist, best)
-            cand = torch.stack([poly[seg], poly[seg + 1], poly[seg]], dim=-1)
-            wts = torch.stack([1 - tt, tt, torch.zeros_like(tt)], dim=-1)
-            ids = torch.where(better[..., None], cand, ids)
-            weights = torch.where(better[..., None], wts, weights)
-            if not sliding:
-                continue
-            mask, edges = self.silhouette(side, cam, perspective)
-            cols = mask.any(0).nonzero()[:, 0]  # silhouette edges of any image of the batch
-            if cols.numel() == 0:
-                continue
-            vid = edges[cols].T.reshape(-1)  # both ends of each edge
-            ok = mask[:, cols].repeat(1, 2)
-            d2 = (targets[:, :, None] - img[:, vid][:, None]).square().sum(-1)  # (B, Q, V)
-            d2 = torch.where(ok[:, None], d2, torch.full_like(d2, float("inf")))
-            dist, k = d2.min(dim=2)
-            better = use[None] & (away[:, None] == side) & (dist < best)
-            best = torch.where(better, dist, best)
-            v = vid[k]
-            one = torch.tensor([1.0, 0.0, 0.0], dtype=img.dtype, device=img.device)
-            ids = torch.where(better[..., None], torch.stack([v, v, v], -1), ids)
-            weights = torch.where(better[..., None], one.expand(b, q, 3), weights)
-        return ids, weights
+        if cols.numel() == 0:
+            return ids, weights, torch.zeros(b, q, dtype=torch.bool, device=img.device)
+        e = self.edges[cols]
+        a, c = img[:, e[:, 0]], img[:, e[:, 1]]  # (B, E, 2)
+        ab = c - a
+        rel = targets[:, :, None] - a[:, None]  # (B, Q, E, 2)
+        t = ((rel * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)[:, None]).clamp(0, 1)
+        d2 = (rel - t[..., None] * ab[:, None]).square().sum(-1)
+        ok = on[:, cols][:, None, :] & self.edge_side[cols][:, sides].T[None]  # (B, Q, E)
+        d2 = torch.where(ok, d2, torch.full_like(d2, float("inf")))
+        best, k = d2.min(dim=2)
+        tt = t.gather(2, k[..., None])[..., 0]
+        ek = e[k]  # (B, Q, 2)
+        ids = torch.stack([ek[..., 0], ek[..., 1], ek[..., 0]], dim=-1)
+        weights = torch.stack([1 - tt, tt, torch.zeros_like(tt)], dim=-1)
+        return ids, weights, torch.isfinite(best)

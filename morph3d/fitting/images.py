@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
@@ -95,19 +94,6 @@ def list_images(directory: str | Path) -> list[Path]:
     """Image files directly inside ``directory`` (by suffix), sorted by name."""
     directory = Path(directory)
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def srgb_to_linear(image: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(H, W, 3) uint8 sRGB -> (3, H, W) float32 linear RGB in [0, 1]."""
-    x = torch.as_tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1) / 255.0
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) linear RGB -> (H, W, 3) uint8 sRGB (clipped)."""
-    x = image.detach().clamp(0, 1).cpu()
-    s = torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
-    return (s.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def resize_longest(image: np.ndarray, max_side: int) -> tuple[np.ndarray, tuple[float, float]]:

@@ -33,20 +33,21 @@ from ..model.camera import ORTHOGRAPHIC, PERSPECTIVE, Camera
 from ..model.lighting import ambient_lighting
 from ..model.params import DEFAULT_DISTANCE_MM, FaceParams
 from ..model.pose import matrix_to_euler
-from .contour import BOTH, CHIN, LEFT, LEFT_JAW, RIGHT, RIGHT_JAW, ContourSet
+from .contour import BOTH, CHIN, INNER, LEFT, LEFT_JAW, RIGHT, RIGHT_JAW, ContourSet
 from .pose_init import affine_camera, pose_from_affine
 
 NUM_LANDMARKS = 68
 JAW = tuple(range(17))
 ROBUST_LOSSES = ("huber", "geman_mcclure", "none")
+CONTOUR_MODES = ("sliding", "fixed")
 
 
 @dataclass
 class LandmarkFitConfig:
     """Settings of :class:`LandmarkFitter` (defaults measured on real faces, see benchmarks/fit_accuracy.py)."""
 
-    iterations: int = 8              # full LM iterations (after the pose-only ones)
-    pose_iterations: int = 3         # LM iterations on pose only, first
+    iterations: int = 6              # full LM iterations (after the pose-only ones)
+    pose_iterations: int = 2         # LM iterations on pose only, first
     identity_components: int | None = 80   # leading identity components fitted (None: all)
     expression_components: int | None = 64  # leading expression components fitted (None: all)
     landmark_sigma: float = 0.02     # landmark noise, fraction of the face size
@@ -57,7 +58,8 @@ class LandmarkFitConfig:
     coefficient_limit: float = 4.0   # |coefficient| bound for N(0, 1) coefficients
     robust: str = "huber"            # 'huber', 'geman_mcclure' or 'none'
     robust_threshold: float = 2.0    # in units of landmark_sigma
-    sliding_contour: bool = True     # False: jaw landmarks use the model's fixed landmark vertices
+    contour: str = "sliding"         # jaw landmarks: 'sliding' or 'fixed' (see LandmarkFitter)
+    contour_tangent_weight: float = 0.0  # weight of the along-outline residual of sliding landmarks
     camera: str = PERSPECTIVE        # 'perspective' (fixed focal) or 'orthographic' (fitted scale)
 
     def __post_init__(self):
@@ -65,6 +67,8 @@ class LandmarkFitConfig:
             raise ValueError(f"robust must be one of {ROBUST_LOSSES}, got {self.robust!r}")
         if self.camera not in (PERSPECTIVE, ORTHOGRAPHIC):
             raise ValueError(f"camera must be '{PERSPECTIVE}' or '{ORTHOGRAPHIC}', got {self.camera!r}")
+        if self.contour not in CONTOUR_MODES:
+            raise ValueError(f"contour must be one of {CONTOUR_MODES}, got {self.contour!r}")
         if self.iterations < 0 or self.pose_iterations < 0:
             raise ValueError("iteration counts must be >= 0")
         if self.landmark_sigma <= 0:
@@ -110,7 +114,14 @@ def _rodrigues(w: torch.Tensor) -> torch.Tensor:
 
 
 class LandmarkFitter:
-    """Fits a :class:`~morph3d.model.MorphableModel` to 68 landmarks per image; build once per model."""
+    """Fits a :class:`~morph3d.model.MorphableModel` to 68 landmarks per image; build once per model.
+
+    Jaw landmarks (iBUG 0-16) with ``config.contour``:
+    - ``'sliding'`` (default; needs the model's ``contour_right`` / ``contour_left``): renewed at every
+      iteration along the outline and silhouette (``contour.py``);
+    - ``'fixed'``: the model's own jaw landmark points, whatever the pose.
+    Either way, landmarks the model does not define (and cannot slide) are skipped.
+    """
 
     def __init__(self, model, config: LandmarkFitConfig | None = None):
         self.model = model
@@ -124,8 +135,11 @@ class LandmarkFitter:
         tris = model.triangles.cpu().numpy()
         valid = model.landmark_valid.cpu().numpy().copy()
         lm_tri = tris[model.landmark_faces.cpu().numpy()]  # (68, 3)
+        lm_mean = model.landmarks(model.vertices_mean[None])[0].detach().cpu().double().numpy()
+        inner = lm_mean[list(INNER)]
         self.contour = ContourSet(mean, tris, model.contour_right.cpu().numpy(), model.contour_left.cpu().numpy(),
-                                  model.region_labels.cpu().numpy(), model.region_names)
+                                  model.region_labels.cpu().numpy(), model.region_names,
+                                  inner[np.isfinite(inner).all(1)])
         extra = self.contour.vertex_ids if self.contour.available else np.zeros(0, np.int64)
         table = np.unique(np.concatenate([lm_tri[valid].reshape(-1), extra]))
         local = np.full(n, -1, np.int64)
@@ -138,23 +152,29 @@ class LandmarkFitter:
         self.fixed_ids = torch.from_numpy(np.where(valid[:, None], local[lm_tri], 0))
         self.fixed_w = model.landmark_bary.detach().cpu().double() * torch.from_numpy(valid)[:, None]
         self.valid = torch.from_numpy(valid)
+        # jaw landmarks whose correspondences come from the contour candidates
+        self.sliding = self.contour.available and cfg.contour == "sliding"
+        queries, sides = [], []
         if self.contour.available:
             self.contour_local = torch.from_numpy(local[self.contour.vertex_ids])
-            queries = list(RIGHT_JAW) + list(LEFT_JAW)
-            sides = [RIGHT] * len(RIGHT_JAW) + [LEFT] * len(LEFT_JAW)
-            if not valid[CHIN]:
-                queries.append(CHIN)
-                sides.append(BOTH)
-            self.contour_queries = torch.tensor(queries)
-            self.contour_sides = torch.tensor(sides)
-        # landmarks usable at all: defined by the model, or slid along the contour
-        self.sliding = self.contour.available and cfg.sliding_contour
+            for group, side in ((RIGHT_JAW, RIGHT), (LEFT_JAW, LEFT), ((CHIN,), BOTH)):
+                for i in group:
+                    if self.sliding and (i != CHIN or not valid[i]):
+                        queries.append(i)
+                        sides.append(side)
+        self.contour_queries = torch.tensor(queries, dtype=torch.long)
+        self.contour_sides = torch.tensor(sides, dtype=torch.long)
         self.definable = self.valid.clone()
-        if self.sliding:
-            self.definable[self.contour_queries] = True
+        self.definable[self.contour_queries] = True
+        self.is_contour = torch.zeros(NUM_LANDMARKS, dtype=torch.bool)
+        self.is_contour[self.contour_queries] = True
         self.prior = torch.cat([torch.full((self.n_id,), cfg.identity_prior, dtype=torch.float64),
                                 torch.full((self.n_exp,), 1.0 / cfg.blendshape_sigma ** 2 if self.blendshapes
                                            else cfg.expression_prior, dtype=torch.float64)])
+        lim = cfg.coefficient_limit
+        lo_e, hi_e = cfg.blendshape_range if self.blendshapes else (-lim, lim)
+        self.lower = torch.tensor([-lim] * self.n_id + [lo_e] * self.n_exp, dtype=torch.float64)
+        self.upper = torch.tensor([lim] * self.n_id + [hi_e] * self.n_exp, dtype=torch.float64)
         inner = self.valid.clone()
         inner[list(JAW)] = False
         self.init_landmarks = inner if int(inner.sum()) >= 6 else self.valid.clone()
@@ -176,26 +196,25 @@ class LandmarkFitter:
         return torch.stack([pp[:, None, 0] + f[:, None] * x, pp[:, None, 1] - f[:, None] * y], -1)
 
     def _sources(self, c, rot, t, f, pp, target):
-        """Per-landmark table ids (B, 68, 3) and weights (B, 68, 3) for the current parameters."""
+        """Per-landmark table ids (B, 68, 3), weights (B, 68, 3) and availability (B, 68) for the
+        current parameters (a jaw landmark is unavailable when no outline edge is on its side)."""
         b = c.shape[0]
         ids = self.fixed_ids.expand(b, -1, -1).clone()
         w = self.fixed_w.expand(b, -1, -1).clone()
-        if not self.sliding:
-            return ids, w
+        found = torch.ones(b, NUM_LANDMARKS, dtype=torch.bool)
+        if len(self.contour_queries) == 0:
+            return ids, w, found
         cl = self.contour_local
         pos = self.mean[cl] + torch.einsum("mik,bk->bmi", self.basis[cl], c)
         cam = pos @ rot.transpose(1, 2) + t[:, None]
         img = self._project(cam, f, pp)
-        # the side turned away: the one the model's +x axis (subject's left) points away from the viewer
-        view = -cam.mean(1) if self.config.camera == PERSPECTIVE else torch.tensor([0.0, 0.0, 1.0]).expand(b, 3)
-        left_away = (rot[:, :, 0] * view).sum(-1) < 0
-        away = torch.where(left_away, LEFT, RIGHT)
         q = self.contour_queries
-        cids, cw = self.contour.select(cam, img, target[:, q], self.contour_sides, away,
-                                       self.config.camera == PERSPECTIVE)
+        cids, cw, ok = self.contour.select(cam, img, target[:, q], self.contour_sides,
+                                           self.config.camera == PERSPECTIVE)
         ids[:, q] = cl[cids]
         w[:, q] = cw
-        return ids, w
+        found[:, q] = ok
+        return ids, w, found
 
     def _evaluate(self, c, rot, t, f, pp, ids, wts, jacobian: bool):
         """Projected landmarks (B, 68, 2) and, if asked, their Jacobian (B, 68, 2, P)."""
@@ -224,6 +243,25 @@ class LandmarkFitter:
         j_c = jp @ rot[:, None] @ basis
         return proj, torch.cat([j_rot, j_t, j_c], -1)
 
+    def _metric(self, r: torch.Tensor) -> torch.Tensor:
+        """(B, 68, 2, 2) residual transforms: identity, and for sliding jaw landmarks the rotation into
+        (normal, tangent) of the outline with the tangent scaled by ``contour_tangent_weight``.
+
+        A sliding landmark's correspondence is the nearest outline point, so its residual is normal to
+        the outline; measuring mostly that component lets the point slide within one step."""
+        b = r.shape[0]
+        metric = torch.eye(2, dtype=r.dtype).expand(b, NUM_LANDMARKS, 2, 2).clone()
+        if not self.sliding:
+            return metric
+        q = self.contour_queries
+        rq = r[:, q]
+        length = rq.norm(dim=-1, keepdim=True)
+        n = torch.where(length > 1e-9, rq / length.clamp_min(1e-9), torch.tensor([1.0, 0.0], dtype=r.dtype))
+        tw = self.config.contour_tangent_weight
+        tang = torch.stack([-n[..., 1], n[..., 0]], -1) * tw
+        metric[:, q] = torch.stack([n, tang], dim=-2)
+        return metric
+
     def _robust(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised point errors e (>= 0) -> (rho(e), IRLS weight) with rho(e) = e^2 near 0."""
         k = self.config.robust_threshold
@@ -236,22 +274,15 @@ class LandmarkFitter:
 
     def _apply(self, c, rot, t, f, step):
         """Parameters after an LM step (B, P): rotation multiplicatively, bounds enforced."""
-        cfg = self.config
         rot = _rodrigues(step[:, :3]) @ rot
-        if cfg.camera == PERSPECTIVE:
+        if self.config.camera == PERSPECTIVE:
             t = t + step[:, 3:6]
             t = torch.cat([t[:, :2], t[:, 2:].clamp(max=-50.0)], 1)
         else:
             t = torch.cat([t[:, :2] + step[:, 3:5], t[:, 2:]], 1)
             f = f * torch.exp(step[:, 5].clamp(-1, 1))
-        c = c + step[:, 6:]
-        lim = cfg.coefficient_limit
-        ident = c[:, :self.n_id].clamp(-lim, lim)
-        if self.blendshapes:
-            expr = c[:, self.n_id:].clamp(*cfg.blendshape_range)
-        else:
-            expr = c[:, self.n_id:].clamp(-lim, lim)
-        return torch.cat([ident, expr], 1), rot, t, f
+        c = torch.minimum(torch.maximum(c + step[:, 6:], self.lower), self.upper)
+        return c, rot, t, f
 
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, landmarks, image_size: tuple[int, int], focal: float | None = None,
@@ -302,56 +333,67 @@ class LandmarkFitter:
         mu = torch.full((b,), 1e-3, dtype=torch.float64)
         history = []
 
-        def cost_of(proj, c_):
-            e = (proj - target).norm(dim=-1) * scale_r[:, None]
-            rho, _ = self._robust(e)
-            return (rho * conf * use).sum(1) + (prior * c_ * c_).sum(1)
+        def cost_of(proj, c_, metric, act):
+            e = (metric @ (proj - target)[..., None])[..., 0].norm(dim=-1) * scale_r[:, None]
+            return (self._robust(e)[0] * conf * act).sum(1) + (prior * c_ * c_).sum(1)
 
+        ids, wts, found = self._sources(c, rot, t, f, pp, target)
         for it in range(cfg.pose_iterations + cfg.iterations):
             full = it >= cfg.pose_iterations
-            ids, wts = self._sources(c, rot, t, f, pp, target)
+            if self.sliding and it > 0:
+                ids, wts, found = self._sources(c, rot, t, f, pp, target)
+            act = use & found
             proj, jac = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=True)
-            r = proj - target
-            e = r.norm(dim=-1) * scale_r[:, None]
-            rho, irls = self._robust(e)
-            wt = (irls * conf * use).sqrt() * scale_r[:, None]  # (B, 68)
-            jr = (jac * wt[..., None, None]).reshape(b, 2 * NUM_LANDMARKS, -1)
-            rr = (r * wt[..., None]).reshape(b, 2 * NUM_LANDMARKS)
+            metric = self._metric(proj - target)
+            r = (metric @ (proj - target)[..., None])[..., 0]
+            jac = metric @ jac
+            rho, irls = self._robust(r.norm(dim=-1) * scale_r[:, None])
+            wt = (irls * conf * act).sqrt() * scale_r[:, None]  # (B, 68)
             npar = self.num_params if full else 6
-            jr = jr[..., :npar]
+            jr = (jac * wt[..., None, None]).reshape(b, 2 * NUM_LANDMARKS, -1)[..., :npar]
+            rr = (r * wt[..., None]).reshape(b, 2 * NUM_LANDMARKS)
             hess = jr.transpose(1, 2) @ jr
             grad = (jr.transpose(1, 2) @ rr[..., None])[..., 0]
             if full:
-                hess = hess + torch.diag_embed(torch.cat([torch.zeros(6, dtype=torch.float64), prior]))
-                grad = grad + torch.cat([torch.zeros(b, 6, dtype=torch.float64), prior * c], 1)
-            cost0 = (rho * conf * use).sum(1) + (prior * c * c).sum(1)
-            eye = torch.eye(npar, dtype=torch.float64)
+                zeros = torch.zeros(b, 6, dtype=torch.float64)
+                hess = hess + torch.diag_embed(torch.cat([zeros[0], prior]))
+                grad = grad + torch.cat([zeros, prior * c], 1)
+                # coefficients held at a bound they are pushed against leave the system (active set)
+                gc = grad[:, 6:]
+                held = ((c <= self.lower + 1e-9) & (gc > 0)) | ((c >= self.upper - 1e-9) & (gc < 0))
+                free = torch.cat([torch.ones(b, 6, dtype=torch.bool), ~held], 1)
+                hess = hess * (free[:, :, None] & free[:, None, :]) + torch.diag_embed((~free).double())
+                grad = grad * free
+            cost = (rho * conf * act).sum(1) + (prior * c * c).sum(1)
             diag = torch.diagonal(hess, dim1=1, dim2=2)
             todo = torch.ones(b, dtype=torch.bool)
-            for _ in range(4):
-                damped = hess + torch.diag_embed(mu[:, None] * diag) + 1e-9 * eye
+            for _ in range(4):  # Levenberg-Marquardt: shrink the step of images whose cost rose
+                damped = hess + torch.diag_embed(mu[:, None] * diag + 1e-9)
                 step = -torch.linalg.solve(damped, grad[..., None])[..., 0]
                 step = torch.cat([step, torch.zeros(b, self.num_params - npar, dtype=torch.float64)], 1)
                 c1, rot1, t1, f1 = self._apply(c, rot, t, f, step)
-                proj1, _ = self._evaluate(c1, rot1, t1, f1, pp, ids, wts, jacobian=False)
-                cost1 = cost_of(proj1, c1)
-                ok = todo & (cost1 <= cost0)
+                cost1 = cost_of(self._evaluate(c1, rot1, t1, f1, pp, ids, wts, False)[0], c1, metric, act)
+                ok = todo & (cost1 <= cost)
                 c = torch.where(ok[:, None], c1, c)
                 rot = torch.where(ok[:, None, None], rot1, rot)
                 t = torch.where(ok[:, None], t1, t)
                 f = torch.where(ok, f1, f)
+                cost = torch.where(ok, cost1, cost)
                 mu = torch.where(ok, (mu / 3).clamp_min(1e-7), torch.where(todo, mu * 8, mu))
                 todo = todo & ~ok
                 if not todo.any():
                     break
-            history.append(torch.minimum(cost0, cost_of(self._evaluate(c, rot, t, f, pp, ids, wts, False)[0], c)))
+            history.append(cost)
 
-        ids, wts = self._sources(c, rot, t, f, pp, target)
+        if self.sliding:
+            ids, wts, found = self._sources(c, rot, t, f, pp, target)
+        act = use & found
         proj, _ = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=False)
-        lm2d = torch.where(self.definable[None, :, None], proj, torch.full_like(proj, float("nan")))
-        err = ((proj - target).norm(dim=-1) ** 2 * use).sum(1) / use.sum(1)
+        defined = self.definable[None] & (found | ~self.is_contour[None])
+        lm2d = torch.where(defined[..., None], proj, torch.full_like(proj, float("nan")))
+        err = ((proj - target).square().sum(-1) * act).sum(1) / act.sum(1).clamp_min(1)
         params = self._to_params(c, rot, t, f, pp, (h, w))
-        return LandmarkFitResult(params=params, landmarks_2d=lm2d.float(), used=use, vertex_ids=self.table[ids],
+        return LandmarkFitResult(params=params, landmarks_2d=lm2d.float(), used=act, vertex_ids=self.table[ids],
                                  weights=wts.float(), rotation_matrix=rot.float(), rms_px=err.sqrt().float(),
                                  seconds=time.perf_counter() - start, history=history)
 

@@ -1,6 +1,7 @@
 """Grids of labelled image panels, written as PNG atomically."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -8,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 _SHEET_BACKGROUND = (24, 24, 28)
 _TEXT = (235, 235, 235)
@@ -36,7 +38,8 @@ def contact_sheet(panels: Sequence[tuple[str, torch.Tensor]], columns: int = 3, 
 
     panels: (label, image) pairs; images are (3, H, W) or (1, H, W) floats in [0, 1], already
     display-encoded (sRGB), all the same size. The label is written above each panel with PIL's
-    default font, scaled to the panel width. Returns an RGB PIL image.
+    default font, scaled to the panel width. Returns an RGB PIL image whose ``info["panels"]`` is a JSON
+    list of ``{"label", "box": [left, top, right, bottom]}`` (saved as a PNG text chunk by :func:`save_png`).
     """
     if not panels:
         raise ValueError("a contact sheet needs at least one panel")
@@ -52,19 +55,26 @@ def contact_sheet(panels: Sequence[tuple[str, torch.Tensor]], columns: int = 3, 
     sheet = Image.new("RGB", (columns * w + (columns + 1) * gap, title_h + rows * (h + label_h + gap) + gap),
                       _SHEET_BACKGROUND)
     draw = ImageDraw.Draw(sheet)
+    layout = []
     if title:
-        draw.text((gap, gap // 2 + title_h // 2), title, fill=_TEXT, font=font, anchor="lm")
+        draw.text((gap, gap // 2 + title_h // 2), title, fill=_TEXT, font=_fitting(font, title, sheet.width - 2 * gap),
+                  anchor="lm")
     for k, ((label, _), arr) in enumerate(zip(panels, arrays)):
         r, c = divmod(k, columns)
         x = gap + c * (w + gap)
         y = title_h + gap + r * (h + label_h + gap)
         draw.text((x + w // 2, y + label_h // 2), label, fill=_TEXT, font=_fitting(font, label, w - 4), anchor="mm")
         sheet.paste(Image.fromarray(arr), (x, y + label_h))
+        layout.append({"label": label, "box": [x, y + label_h, x + w, y + label_h + h]})
+    sheet.info["panels"] = json.dumps(layout)
     return sheet
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Write a PIL image as PNG atomically (a temporary file in the same folder, then renamed)."""
+    """Write a PIL image as PNG atomically (a temporary file in the same folder, then renamed).
+
+    String entries of ``image.info`` (e.g. a contact sheet's ``panels``) become PNG text chunks.
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: contact sheets are written as .png")
@@ -72,7 +82,11 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        image.save(tmp, format="PNG")
+        text = PngInfo()
+        for key, value in image.info.items():
+            if isinstance(value, str):
+                text.add_text(key, value)
+        image.save(tmp, format="PNG", pnginfo=text)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

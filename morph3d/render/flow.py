@@ -40,8 +40,9 @@ def render_flow(model: MorphableModel, params_target: FaceParams, params_source:
     target foreground whose point lands inside the source image and is seen there. "Seen" is tested on
     each of the four source pixels around ``q`` (the bilinear footprint of the warp): every one must be
     foreground and show either a triangle sharing a vertex with the point's triangle or a surface within
-    ``depth_tolerance`` mm of the point's depth (default: 3 pixel footprints at that depth). Points
-    occluded in the source, or next to an occluding edge, are therefore invalid.
+    ``depth_tolerance`` mm of the point's depth (default: 3 pixel footprints at that depth); pixels with
+    a bilinear weight below 1e-3 are ignored. Points occluded in the source, or next to an occluding
+    edge or the source silhouette, are therefore invalid.
 
     Both parameter sets must use cameras of the same image size. Differentiable w.r.t. both parameter
     sets (``valid`` is not).
@@ -57,14 +58,16 @@ def render_flow(model: MorphableModel, params_target: FaceParams, params_source:
     b, h, w, _ = rast_t.shape
     # the target's surface points, posed as in the source
     depth_src_attr = -geo_s.vertices_cam[..., 2:3]
-    points = interpolate(geo_s.vertices_cam, rast_t, tri)  # (B, H, W, 3) mm, source camera frame
-    q = params_source.camera.project(points.reshape(b, h * w, 3))  # (B, HW, 2)
-    grid = pixel_grid(h, w, device=q.device, dtype=q.dtype).reshape(2, h * w).T  # (HW, 2)
+    points = interpolate(geo_s.vertices_cam, rast_t, tri, backend=backend)  # (B, H, W, 3) mm, source frame
     fg_t = rast_t[..., 3].reshape(b, h * w) > 0
+    # background pixels get a harmless point in front of the camera so no inf/NaN reaches the gradients
+    safe = torch.where(fg_t[..., None], points.reshape(b, h * w, 3), points.new_tensor([0.0, 0.0, -1.0]))
+    q = params_source.camera.project(safe)  # (B, HW, 2)
+    grid = pixel_grid(h, w, device=q.device, dtype=q.dtype).reshape(2, h * w).T  # (HW, 2)
     flow = torch.where(fg_t[..., None], q - grid, torch.zeros_like(q))
 
     with torch.no_grad():
-        depth_s = interpolate(depth_src_attr, rast_s, tri)[..., 0]  # (B, H, W)
+        depth_s = interpolate(depth_src_attr, rast_s, tri, backend=backend)[..., 0]  # (B, H, W)
         tri_s = rast_s[..., 3].round().long() - 1  # (B, H, W)
         d_point = -points.detach()[..., 2].reshape(b, h * w)
         tol = (3.0 * pixel_footprint(d_point, params_source.camera) if depth_tolerance is None
@@ -75,14 +78,16 @@ def render_flow(model: MorphableModel, params_target: FaceParams, params_source:
         qx = torch.where(finite, qd[..., 0], torch.full_like(qd[..., 0], -2.0))
         qy = torch.where(finite, qd[..., 1], torch.full_like(qd[..., 1], -2.0))
         valid = fg_t & finite & (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-        x0 = qx.floor().long().clamp(0, w - 1)
-        y0 = qy.floor().long().clamp(0, h - 1)
-        for ix in (x0, (x0 + 1).clamp_max(w - 1)):
-            for iy in (y0, (y0 + 1).clamp_max(h - 1)):
+        x0, y0 = qx.floor(), qy.floor()
+        fx, fy = qx - x0, qy - y0
+        x0 = x0.long().clamp(0, w - 1)
+        y0 = y0.long().clamp(0, h - 1)
+        for ix, wx in ((x0, 1.0 - fx), ((x0 + 1).clamp_max(w - 1), fx)):
+            for iy, wy in ((y0, 1.0 - fy), ((y0 + 1).clamp_max(h - 1), fy)):
                 seen = _gather(tri_s, ix, iy)
                 shares = (own[..., :, None] == tri[seen.clamp_min(0)][..., None, :]).flatten(2).any(-1)
                 near_depth = (_gather(depth_s, ix, iy) - d_point).abs() <= tol
-                valid &= (seen >= 0) & (shares | near_depth)
+                valid &= ((seen >= 0) & (shares | near_depth)) | (wx * wy < 1e-3)
     flow = flow * valid[..., None]
     return flow.permute(0, 2, 1).reshape(b, 2, h, w), valid.reshape(b, 1, h, w)
 

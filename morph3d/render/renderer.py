@@ -110,10 +110,11 @@ def _check_image(t: torch.Tensor, name: str, batch: int, size: tuple[int, int] |
     return t.to(device=ref.device, dtype=ref.dtype).expand(batch, -1, -1, -1)
 
 
-def _sample_texture(model: MorphableModel, texture: torch.Tensor, rast: torch.Tensor) -> torch.Tensor:
+def _sample_texture(model: MorphableModel, texture: torch.Tensor, rast: torch.Tensor, backend: str | None
+                    ) -> torch.Tensor:
     """Texture map (B, 3, Ht, Wt) sampled through the interpolated UVs -> albedo (B, H, W, 3)."""
     from ..ops import pixel_sample
-    uv = interpolate(model.uv_coords, rast, model.uv_triangles)  # (B, H, W, 2), v up
+    uv = interpolate(model.uv_coords, rast, model.uv_triangles, backend=backend)  # (B, H, W, 2), v up
     grid = torch.stack([2.0 * uv[..., 0] - 1.0, 1.0 - 2.0 * uv[..., 1]], dim=-1)
     out = pixel_sample(texture, grid, "bilinear", "border", False)
     return out.permute(0, 2, 3, 1)
@@ -184,16 +185,17 @@ def render_face(model: MorphableModel, params: FaceParams, outputs=DEFAULT_OUTPU
     depth_cam = -ref[..., 2:3]
     if need_shading:
         albedo_attr = [] if texture is not None else [geo.albedo]
-        attrs = interpolate(torch.cat(albedo_attr + [geo.normals_cam, depth_cam], dim=-1), rast, model.triangles)
+        attrs = interpolate(torch.cat(albedo_attr + [geo.normals_cam, depth_cam], dim=-1), rast, model.triangles,
+                            backend=backend)
         if texture is not None:
-            albedo = _sample_texture(model, texture, rast) * hard
+            albedo = _sample_texture(model, texture, rast, backend) * hard
         else:
             albedo, attrs = attrs[..., :3], attrs[..., 3:]
         normals = attrs[..., :3]
         normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         depth = attrs[..., 3:4]
     else:
-        depth = interpolate(depth_cam, rast, model.triangles)
+        depth = interpolate(depth_cam, rast, model.triangles, backend=backend)
     depth = depth * hard
 
     channels = []
@@ -208,7 +210,7 @@ def render_face(model: MorphableModel, params: FaceParams, outputs=DEFAULT_OUTPU
     if channels:
         stacked = torch.cat(channels, dim=-1)
         if antialias:
-            stacked = _antialias(stacked.contiguous(), rast, clip, model.triangles)
+            stacked = _antialias(stacked.contiguous(), rast, clip, model.triangles, backend=backend)
         if "image" in wanted:
             result.image = stacked[..., :3].permute(0, 3, 1, 2)
         if "mask" in wanted:

@@ -89,8 +89,10 @@ def _landmark_polygons(lm: torch.Tensor, forehead: float, brow_thickness: float)
     up_l = brow_l.mean(1, keepdim=True) - eye_l
     skin = torch.cat([lm[:, 0:17], (brow_l + forehead * up_l).flip(1), (brow_r + forehead * up_r).flip(1)], 1)
 
-    def band(brow, up):
-        return torch.cat([brow + brow_thickness * up, (brow - brow_thickness * up).flip(1)], 1)
+    def band(brow, up):  # the brow line, its ends pushed out by a quarter segment, thickened along "up"
+        line = torch.cat([brow[:, :1] + 0.25 * (brow[:, :1] - brow[:, 1:2]), brow,
+                          brow[:, -1:] + 0.25 * (brow[:, -1:] - brow[:, -2:-1])], 1)
+        return torch.cat([line + brow_thickness * up, (line - brow_thickness * up).flip(1)], 1)
 
     bridge = lm[:, 27:28]
     nose = torch.cat([bridge + 0.3 * (pts(39) - bridge), bridge + 0.3 * (pts(42) - bridge),
@@ -114,7 +116,8 @@ def landmark_segmentation(landmarks: torch.Tensor, image_size: tuple[int, int], 
 
     landmarks: (B, 68, 2) pixels; image_size: (H, W).
     Skin is the jaw contour (0-16) closed over the brows raised by ``forehead`` x the eye-to-brow offset;
-    brows are bands of ``brow_thickness`` x that offset either side of points 17-21 / 22-26; the nose
+    brows are bands of ``brow_thickness`` x that offset either side of points 17-21 / 22-26 (ends
+    extended by a quarter segment); the nose
     runs from the bridge (27, widened towards the inner eye corners) to the nostrils (31-35); eyes,
     lips and the inner mouth are the landmark polygons. Overlaps go to the later class in that order.
     Returns labels (B, 1, H, W) long (0 = background) and onehot (B, 10, H, W) float.

@@ -1,0 +1,78 @@
+"""``morph3d fit INPUT --out DIR``: fit the morphable model to photos.
+
+Exit status: 0 when every image was fitted (or already done), 1 when some failed (each is listed with
+its reason at the end), 2 for unusable arguments (missing input, empty folder, bad model, ...).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from morph3d.cli import CommandError
+
+
+def add_parser(sub):
+    p = sub.add_parser("fit", help="fit the model to a photo or a folder of photos",
+                       description="Fit pose, identity and expression to 68 landmarks (detected, or given with "
+                                   "--landmarks), optionally refine photometrically, and write <stem>.json, "
+                                   "<stem>.obj and <stem>_overlay.png per image into --out. Images already "
+                                   "done are skipped.")
+    p.add_argument("input", help="an image, or a folder of images")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--model", default="open", help="'open' (the embedded default) or a model file (default: open)")
+    p.add_argument("--landmarks", help="landmarks instead of detection: a file (one image) or a folder with "
+                                       "<stem>.pts (iBUG, 1-based), <stem>.npy (68x2) or <stem>.json "
+                                       "({\"landmarks68\": [[x, y], ...]}, 0-based) per image")
+    p.add_argument("--photometric", action="store_true", help="refine by analysis by synthesis (slower)")
+    p.add_argument("--detector", choices=("dlib", "mediapipe"), default="dlib",
+                   help="landmark detector when --landmarks is not given (default: dlib)")
+    p.add_argument("--all-faces", action="store_true", help="fit every detected face, not only the largest")
+    p.set_defaults(run=run)
+
+
+def _check_detector(name: str) -> None:
+    from morph3d.fitting.detect import _dlib_models, mediapipe_mapping
+    from morph3d.fitting.errors import MissingDependencyError
+    try:
+        if name == "dlib":
+            _dlib_models()
+        else:
+            import importlib
+            try:
+                importlib.import_module("mediapipe")
+            except ImportError as exc:
+                raise MissingDependencyError("the mediapipe detector needs mediapipe, which is not installed: "
+                                             "run `pip install -e .[mediapipe]` (or pass --landmarks)") from exc
+            mediapipe_mapping()
+    except MissingDependencyError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def run(args) -> int:
+    from morph3d.fitting.batch import FitPipeline, plan_jobs
+    from morph3d.model import load_model
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out}: --out must be a folder")
+    try:
+        jobs = plan_jobs(args.input, args.landmarks)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+    if args.landmarks is not None and Path(args.landmarks).resolve() == out.resolve():
+        raise CommandError("--landmarks and --out are the same folder; the outputs would overwrite <stem>.json "
+                           "landmark files")
+    if args.landmarks is None:
+        _check_detector(args.detector)
+    try:
+        model = load_model(args.model)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
+    pipeline = FitPipeline(model, args.model, detector=args.detector, all_faces=args.all_faces,
+                           photometric=args.photometric)
+    report = pipeline.run(jobs, out, progress=True)
+    print(f"fitted {len(report.done)}, skipped {len(report.skipped)} already done, failed {len(report.failed)}"
+          f" -> {out}")
+    for path, reason in report.failed:
+        print(f"  FAILED {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0

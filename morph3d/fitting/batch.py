@@ -1,0 +1,222 @@
+"""Fitting a folder of photos: per image, landmarks (a file or a detector) -> landmark fit ->
+optional photometric refinement -> ``<stem>.json``, ``<stem>.obj`` and ``<stem>_overlay.png``.
+
+Outputs of an image, written to temporary names and renamed, the JSON last:
+- ``<stem>.obj``: the fitted mesh in the **model frame** (mm, x right, y up, z towards the viewer; shape
+  = identity + expression, not posed), coloured with the fitted albedo (linear RGB; the model's mean
+  albedo after a landmark-only fit). ``params`` in the JSON pose it into the camera frame. With
+  ``all_faces``, face ``k >= 1`` goes to ``<stem>_face<k>.obj``.
+- ``<stem>_overlay.png``: the rendered fit blended over the photo, input landmarks as green rings,
+  the fitted model's landmarks as red dots.
+- ``<stem>.json``: ``landmarks68`` (the fitted model's 68 landmarks in the image, 0-based px, null where
+  the model has none), ``pose`` ([yaw, pitch, roll] degrees, ``docs/conventions.md``), ``params``
+  (``FaceParams.to_dict()``), ``time_s``, the model, the landmarks used and where they came from; with
+  ``all_faces`` also ``faces``: the same record for every face, largest first (the top level is face 0).
+
+An image counts as done when its JSON exists, parses, is marked complete and was made with the same
+model, landmark source and fitting mode; done images are skipped. A failing image does not stop the
+batch: its reason is collected, and whatever it had written is removed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..model.export import export_mesh
+from .detect import detect_faces
+from .errors import FitInputError, LandmarkFileError
+from .images import list_images, load_image
+from .landmark_fit import LandmarkFitConfig, LandmarkFitter
+from .landmarks_io import check_in_image, find_landmark_file, read_landmarks
+from .overlay import draw_overlay
+from .photometric import PhotometricConfig, fit_photometric
+
+POSE_CONVENTION = ("degrees [yaw, pitch, roll], R = Rz(roll) Ry(yaw) Rx(pitch) applied to the model frame "
+                   "(x right, y up, z to the viewer); yaw > 0 turns the face towards the image right, "
+                   "pitch > 0 looks down, roll > 0 tilts the head counter-clockwise in the image")
+REQUIRED_KEYS = ("landmarks68", "pose", "params", "time_s", "model", "landmarks_source", "complete")
+
+
+@dataclass
+class Job:
+    """One image and, if given, its landmark file."""
+
+    image: Path
+    landmarks: Path | None = None
+    problem: str | None = None  # a reason to fail without trying
+
+
+@dataclass
+class BatchReport:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (path, reason)
+
+
+def plan_jobs(input_path: str | Path, landmarks: str | Path | None = None) -> list[Job]:
+    """The images of ``input_path`` (a file or a folder) with their landmark files.
+
+    ``landmarks``: None (detect), a file (only with a single image) or a folder holding
+    ``<stem>.pts|.npy|.json`` per image. Raises ValueError / FileNotFoundError for unusable arguments.
+    """
+    src = Path(input_path)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such image or folder")
+    images = list_images(src) if src.is_dir() else [src]
+    if not images:
+        raise ValueError(f"{src}: no images found (looked for .jpg, .png, .bmp, .tif, .webp, ...)")
+    lm = None if landmarks is None else Path(landmarks)
+    if lm is not None and not lm.exists():
+        raise FileNotFoundError(f"{lm}: no such landmark file or folder")
+    if lm is not None and lm.is_file() and len(images) > 1:
+        raise ValueError(f"{lm} is one landmark file but {src} holds {len(images)} images; "
+                         "pass a folder of <stem>.pts/.npy/.json files")
+    jobs, seen = [], {}
+    for img in images:
+        job = Job(img)
+        if img.stem in seen:
+            job.problem = f"same file stem as {seen[img.stem].name}; outputs would collide (rename one)"
+        seen.setdefault(img.stem, img)
+        if lm is not None and job.problem is None:
+            try:
+                job.landmarks = lm if lm.is_file() else find_landmark_file(lm, img.stem)
+            except LandmarkFileError as exc:
+                job.problem = str(exc)
+        jobs.append(job)
+    return jobs
+
+
+def output_paths(out_dir: Path, stem: str, faces: int = 1) -> dict:
+    return {"json": out_dir / f"{stem}.json", "overlay": out_dir / f"{stem}_overlay.png",
+            "meshes": [out_dir / (f"{stem}.obj" if k == 0 else f"{stem}_face{k}.obj") for k in range(faces)]}
+
+
+def _atomic_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_list(a: np.ndarray) -> list:
+    return [None if not np.all(np.isfinite(p)) else [float(p[0]), float(p[1])] for p in a]
+
+
+class FitPipeline:
+    """Everything needed to fit photos with one model; :meth:`run` fits a list of jobs."""
+
+    def __init__(self, model, model_source: str, detector: str = "dlib", all_faces: bool = False,
+                 photometric: bool = False, landmark_config: LandmarkFitConfig | None = None,
+                 photometric_config: PhotometricConfig | None = None):
+        self.model = model
+        self.model_source = str(model_source)
+        self.detector = detector
+        self.all_faces = all_faces
+        self.photometric = photometric
+        self.fitter = LandmarkFitter(model, landmark_config)
+        self.photometric_config = photometric_config or PhotometricConfig(progress=False)
+
+    def signature(self, job: Job) -> dict:
+        """What a finished JSON must match to be skipped."""
+        return {"model": self.model_source, "photometric": self.photometric,
+                "landmarks": "file" if job.landmarks is not None else self.detector,
+                "all_faces": self.all_faces and job.landmarks is None}
+
+    def is_done(self, job: Job, out_dir: Path) -> bool:
+        path = output_paths(out_dir, job.image.stem)["json"]
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return (isinstance(record, dict) and all(k in record for k in REQUIRED_KEYS) and record["complete"] is True
+                and record.get("options") == self.signature(job))
+
+    # ---- one image -------------------------------------------------------------------------
+    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, str]:
+        if job.landmarks is not None:
+            lm = read_landmarks(job.landmarks)
+            check_in_image(lm, image.shape[:2], str(job.landmarks))
+            return lm[None], f"file:{job.landmarks}"
+        faces = detect_faces(image, self.detector, self.all_faces, source=str(job.image))
+        return np.stack([f.landmarks for f in faces]), f"detector:{self.detector}"
+
+    def fit_image(self, job: Job, out_dir: Path) -> dict:
+        """Fit one image and write its outputs; returns the JSON record. Raises on failure (after
+        removing anything it wrote)."""
+        start = time.perf_counter()
+        if job.problem:
+            raise FitInputError(job.problem)
+        image = load_image(job.image)
+        given, source = self._landmarks(job, image)
+        fit = self.fitter.fit(given, image.shape[:2])
+        params, fitted, kind = fit.params, fit.landmarks_2d, "landmarks"
+        extra = {"rms_px": fit.rms_px.tolist()}
+        if self.photometric:
+            ph = fit_photometric(self.model, [image] * len(given), fit, given, self.photometric_config)
+            params, fitted, kind = ph.params, ph.landmarks_2d, "photometric"
+            extra = {"rms_px": ph.rms_after.tolist(), "rms_px_landmark_fit": ph.rms_before.tolist(),
+                     "kept_landmark_geometry": ph.kept_landmark_geometry.tolist()}
+        fitted = fitted.detach().cpu().numpy().astype(np.float64)
+        paths = output_paths(out_dir, job.image.stem, len(given))
+        written = []
+        try:
+            with torch.no_grad():
+                verts = self.model.shape(params.identity, params.expression)
+                colours = self.model.albedo(params.texture)
+            for k, mesh in enumerate(paths["meshes"]):
+                written.append(mesh)
+                export_mesh(mesh, verts[k], self.model.triangles, colors=colours[k])
+            overlay = draw_overlay(self.model, image, params, fitted, given, lit=self.photometric)
+            written.append(paths["overlay"])
+            _atomic_bytes(paths["overlay"], lambda p: Image.fromarray(overlay).save(p, format="PNG"))
+            faces = []
+            for k in range(len(given)):
+                d = params[k].to_dict()
+                faces.append({"landmarks68": _json_list(fitted[k]), "pose": d["pose_deg"][0], "params": d,
+                              "landmarks_input": _json_list(given[k]), "mesh": paths["meshes"][k].name,
+                              "fit": {"kind": kind, **{n: v[k] for n, v in extra.items()}}})
+            record = {**faces[0], "image": job.image.name, "image_size": list(image.shape[:2]),
+                      "model": self.model.name, "model_source": self.model_source, "landmarks_source": source,
+                      "pose_convention": POSE_CONVENTION, "mesh_frame": "model (mm, unposed; params pose it)",
+                      "overlay": paths["overlay"].name, "options": self.signature(job)}
+            if self.all_faces and job.landmarks is None:
+                record["faces"] = faces
+            record["time_s"] = time.perf_counter() - start
+            record["complete"] = True
+            written.append(paths["json"])
+            _atomic_bytes(paths["json"], lambda p: p.write_text(json.dumps(record, indent=1)))
+        except BaseException:
+            for p in written:
+                if p.exists():
+                    p.unlink()
+            raise
+        return record
+
+    def run(self, jobs: list[Job], out_dir: str | Path, progress: bool = True) -> BatchReport:
+        """Fit every job not already done; failures are collected, not raised (except interruption)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = BatchReport()
+        for job in tqdm(jobs, desc="fit", unit="image", disable=not progress):
+            if job.problem is None and self.is_done(job, out_dir):
+                report.skipped.append(job.image)
+                continue
+            try:
+                self.fit_image(job, out_dir)
+                report.done.append(job.image)
+            except (FitInputError, ValueError) as exc:
+                report.failed.append((job.image, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch
+                report.failed.append((job.image, f"{type(exc).__name__}: {exc}"))
+        return report

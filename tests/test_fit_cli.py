@@ -1,0 +1,154 @@
+"""``morph3d fit``: outputs, skipping, interruption and every error path (on a tiny synthetic model)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import morph3d.cli as cli
+from conftest import tiny_canonical
+from morph3d.model import MorphableModel, canonical
+from morph3d.render import linear_to_srgb, render_face
+
+
+@pytest.fixture(autouse=True)
+def _fit_command(monkeypatch):
+    if "fit" not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + ("fit",))
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """A tiny model file, a rendered photo of it and the photo's landmarks (.npy)."""
+    data = tiny_canonical()
+    model_path = canonical.save(data, tmp_path / "tiny.npz")
+    model = MorphableModel(data)
+    p = model.default_params(1, image_size=(80, 96))
+    p.rotation[0] = torch.tensor([0.2, -0.1, 0.05])
+    with torch.no_grad():
+        out = render_face(model, p, outputs=("image", "landmarks"))
+    photos, marks = tmp_path / "photos", tmp_path / "marks"
+    photos.mkdir()
+    marks.mkdir()
+    rgb = (linear_to_srgb(out.image[0]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(photos / "face.png")
+    np.save(marks / "face.npy", out.landmarks_2d[0].numpy().astype(np.float64))
+    return {"model": str(model_path), "photos": photos, "marks": marks, "out": tmp_path / "out",
+            "landmarks": out.landmarks_2d[0].numpy(), "pose": np.degrees(p.rotation[0].numpy())}
+
+
+def fit(*args):
+    return cli.main(["fit", *map(str, args)])
+
+
+def test_fit_writes_outputs_then_skips(scene, capsys):
+    s = scene
+    assert fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"]) == 0
+    rec = json.loads((s["out"] / "face.json").read_text())
+    for key in ("landmarks68", "pose", "params", "time_s", "model", "landmarks_source", "landmarks_input"):
+        assert key in rec
+    assert rec["complete"] is True and rec["landmarks_source"].startswith("file:")
+    # the model fits its own rendered landmarks: small residual, pose recovered
+    fitted = np.array(rec["landmarks68"], dtype=float)
+    assert np.abs(fitted - s["landmarks"]).max() < 1.0
+    np.testing.assert_allclose(rec["pose"], s["pose"], atol=1.5)
+    assert (s["out"] / "face.obj").stat().st_size > 0
+    assert Image.open(s["out"] / "face_overlay.png").size == (96, 80)
+    assert not list(s["out"].glob("*.partial*"))
+    before = (s["out"] / "face.json").stat().st_mtime_ns
+    assert fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"]) == 0
+    assert "skipped 1" in capsys.readouterr().out
+    assert (s["out"] / "face.json").stat().st_mtime_ns == before
+
+
+def test_incomplete_json_is_redone(scene):
+    s = scene
+    s["out"].mkdir()
+    (s["out"] / "face.json").write_text('{"landmarks68": []')  # a broken earlier run
+    assert fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"]) == 0
+    assert json.loads((s["out"] / "face.json").read_text())["complete"] is True
+
+
+def test_batch_goes_on_and_reports_failures(scene, capsys):
+    s = scene
+    (s["photos"] / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    np.save(s["marks"] / "broken.npy", s["landmarks"])
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(s["photos"] / "count.png")
+    np.save(s["marks"] / "count.npy", np.ones((67, 2)))
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(s["photos"] / "nan.png")
+    bad = s["landmarks"].copy()
+    bad[3, 0] = np.nan
+    np.save(s["marks"] / "nan.npy", bad)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(s["photos"] / "nomarks.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(s["photos"] / "garbled.png")
+    (s["marks"] / "garbled.pts").write_text("version: 1\n{\n1 2\n")
+    code = fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (s["out"] / "face.json").exists()  # the good image was still fitted
+    assert "broken.jpg: the image file is damaged" in err
+    assert "count.npy: 67 landmarks" in err
+    assert "are NaN" in err
+    assert "no landmark file nomarks" in err
+    assert "garbled.pts" in err
+    for stem in ("broken", "count", "nan", "nomarks", "garbled"):
+        assert not (s["out"] / f"{stem}.json").exists()
+
+
+def test_no_face_found(tmp_path, scene, capsys):
+    pytest.importorskip("dlib")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(blank)
+    assert fit(blank, "--out", tmp_path / "o", "--model", scene["model"]) == 1
+    assert "no face found" in capsys.readouterr().err
+
+
+def test_landmarks_file_for_one_image(scene, tmp_path):
+    s = scene
+    pts = s["landmarks"] + 1.0
+    lines = "\n".join(f"{x} {y}" for x, y in pts)
+    (tmp_path / "face.pts").write_text(f"version: 1\nn_points: 68\n{{\n{lines}\n}}\n")
+    assert fit(s["photos"] / "face.png", "--out", s["out"], "--model", s["model"],
+               "--landmarks", tmp_path / "face.pts") == 0
+    rec = json.loads((s["out"] / "face.json").read_text())
+    np.testing.assert_allclose(rec["landmarks_input"], s["landmarks"], atol=1e-4)  # 1-based read as 0-based
+
+
+def test_interrupted_image_leaves_nothing(scene, monkeypatch):
+    import morph3d.fitting.batch as batch
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "draw_overlay", interrupt)
+    s = scene
+    assert fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"]) == 130
+    assert list(s["out"].iterdir()) == []
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "no such image or folder"),
+    ("empty", "no images found"),
+    ("model", "cannot load model"),
+    ("landmarks_missing", "no such landmark file or folder"),
+    ("landmarks_file_for_dir", "one landmark file"),
+])
+def test_argument_errors_exit_2(scene, tmp_path, capsys, case, message):
+    s = scene
+    args = [s["photos"], "--out", tmp_path / "o", "--model", s["model"], "--landmarks", s["marks"]]
+    if case == "missing":
+        args[0] = tmp_path / "nothing"
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        args[0] = tmp_path / "empty"
+    elif case == "model":
+        (tmp_path / "bad.npz").write_bytes(b"not a model")
+        args[4] = tmp_path / "bad.npz"
+    elif case == "landmarks_missing":
+        args[6] = tmp_path / "nowhere"
+    else:
+        args[6] = s["marks"] / "face.npy"
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(s["photos"] / "second.png")
+    assert fit(*args) == 2
+    assert message in capsys.readouterr().err
