@@ -251,7 +251,8 @@ def main(argv=None) -> int:
             print(f"    pose ground truth (ours) {np.round(ref, 1)}")
             for k, v in row.items():
                 if isinstance(v, dict):
-                    print(f"    {k:28s} pose {np.round(v['pose'], 1)}  |error| {np.round(angle_error(v['pose'], ref), 1)}")
+                    err = np.round(angle_error(v["pose"], ref), 1)
+                    print(f"    {k:28s} pose {np.round(v['pose'], 1)}  |error| {err}")
 
     print("\nNME in % (io = inter-ocular, box = sqrt(box area); 68 = all defined landmarks, 51 = inner)")
     summarise(rows, methods, "all faces")

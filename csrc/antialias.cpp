@@ -2,9 +2,10 @@
 // Laine et al. 2020, "Modular Primitives for High-Performance Differentiable Rendering").
 //
 // antialias_topology(tri (F,3) int32) -> adj (F,3) int32
-//   adj[t, k] = the other triangle sharing edge k (corners k+1, k+2) of triangle t, or -1 when
-//   the edge has one triangle or more than two (then it is always a silhouette candidate).
-//   Triangles with a repeated vertex are ignored.
+//   For edge k of triangle t (corners k+1, k+2): adj = 2 * u + flip, where u is the other
+//   triangle using that edge and flip = 1 when u runs along the edge in the same direction
+//   (inconsistent winding); adj = -1 when the edge has one triangle or more than two (it is
+//   then always a silhouette candidate). Triangles with a repeated vertex are ignored.
 // antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, adj) -> out (B,H,W,C)
 // antialias_bwd(color, rast, pos, tri, adj, grad_out) -> (grad_color, grad_pos)
 //
@@ -14,16 +15,24 @@
 // triangle through the edge the segment crosses; if that edge is not a silhouette, continue
 // in the neighbouring triangle (nvdiffrast stops here, so it misses silhouettes of triangles
 // too thin to cover a pixel centre, common on finely tessellated meshes). A silhouette edge
-// has no neighbour, or a neighbour facing the other way as seen from the eye. If the first
-// silhouette edge met is steeper than 45 degrees relative to the pair axis, its crossing
-// point d (0 = front pixel centre, 1 = other centre) sets a box-filter blend:
-// with alpha = +-(0.5 - d), one of the two pixels moves towards the other's colour,
+// has no neighbour, or a neighbour facing the other way as seen from the eye (or one that is
+// edge-on or crosses W = 0). If the first silhouette edge met is steeper than 45 degrees
+// relative to the pair axis, its crossing point d (0 = front pixel centre, 1 = other centre)
+// sets a box-filter blend: with alpha = +-(0.5 - d), one pixel moves towards the other's colour,
 //   out[target] += alpha * (color[p1] - color[p0]),  target = alpha > 0 ? p0 : p1.
 // d moves with the edge's vertices, which gives gradients w.r.t. clip positions; they are
 // zero where d is clamped to [0, 1]. Triangles with a vertex at W <= 0 are not antialiased.
+//
+// Speed: only pairs touching a pixel within 2 px of some silhouette edge are analysed (every
+// edge the walk can stop at lies within 1.07 px of the front pixel centre), so interior pairs
+// of finely tessellated meshes cost nothing. All passes are race-free and deterministic.
 #include "raster_common.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -33,7 +42,8 @@ using morph3d_raster::num_threads;
 using morph3d_raster::rast_triangle;
 
 // ---------------------------------------------------------------------------------------
-// Edge topology.
+// Edge topology: half-edges bucketed by their smaller vertex (counting sort), then matched
+// within each bucket. Linear time, deterministic.
 
 at::Tensor antialias_topology(const at::Tensor& tri_in) {
   TORCH_CHECK(tri_in.device().is_cpu(), "morph3d antialias_topology: CPU tensor expected");
@@ -44,65 +54,59 @@ at::Tensor antialias_topology(const at::Tensor& tri_in) {
   const int32_t* f = tri.data_ptr<int32_t>();
   at::Tensor adj = at::full({F, 3}, -1, tri.options());
   int32_t* o = adj.data_ptr<int32_t>();
-
-  struct Slot {
-    uint64_t key;  // (min + 1) | (max + 1) << 32; 0 = empty
-    int64_t first, second, count;  // flat corner indices t * 3 + k
-  };
-  int64_t cap = 16;
-  while (cap < 6 * F) cap <<= 1;
-  std::vector<Slot> table(cap, Slot{0, -1, -1, 0});
-  auto key_of = [](int64_t a, int64_t b) {
-    const uint64_t lo = (uint64_t)std::min(a, b) + 1, hi = (uint64_t)std::max(a, b) + 1;
-    return lo | (hi << 32);
-  };
-  auto find = [&](uint64_t key) -> Slot& {
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
-    int64_t i = (int64_t)(h & (uint64_t)(cap - 1));
-    while (table[i].key != 0 && table[i].key != key) i = (i + 1) & (cap - 1);
-    return table[i];
-  };
+  int64_t nv = 0;
+  for (int64_t i = 0; i < 3 * F; ++i) {
+    TORCH_CHECK(f[i] >= 0, "morph3d antialias_topology: negative vertex index");
+    nv = std::max<int64_t>(nv, (int64_t)f[i] + 1);
+  }
   auto degenerate = [&](int64_t t) {
     return f[t * 3] == f[t * 3 + 1] || f[t * 3 + 1] == f[t * 3 + 2] || f[t * 3 + 2] == f[t * 3];
   };
-  for (int64_t t = 0; t < F; ++t) {
-    if (degenerate(t)) continue;
-    for (int k = 0; k < 3; ++k) {
-      const uint64_t key = key_of(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]);
-      Slot& s = find(key);
-      if (s.key == 0) {
-        s.key = key;
-        s.first = t * 3 + k;
-      } else if (s.count == 1) {
-        s.second = t * 3 + k;
-      }
-      ++s.count;
-    }
+  auto lo_vertex = [&](int64_t h) {  // half-edge h = t * 3 + k
+    const int64_t t = h / 3, k = h % 3;
+    return std::min(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]);
+  };
+  auto hi_vertex = [&](int64_t h) {
+    const int64_t t = h / 3, k = h % 3;
+    return std::max(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]);
+  };
+  std::vector<int64_t> start(nv + 1, 0);
+  for (int64_t h = 0; h < 3 * F; ++h)
+    if (!degenerate(h / 3)) ++start[lo_vertex(h) + 1];
+  for (int64_t v = 0; v < nv; ++v) start[v + 1] += start[v];
+  std::vector<int64_t> bucket(start[nv]);
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t h = 0; h < 3 * F; ++h)
+      if (!degenerate(h / 3)) bucket[fill[lo_vertex(h)]++] = h;
   }
-  for (int64_t t = 0; t < F; ++t) {
-    if (degenerate(t)) continue;
-    for (int k = 0; k < 3; ++k) {
-      const Slot& s = find(key_of(f[t * 3 + (k + 1) % 3], f[t * 3 + (k + 2) % 3]));
-      if (s.count != 2) continue;
-      const int64_t other = (s.first == t * 3 + k) ? s.second : s.first;
-      o[t * 3 + k] = (int32_t)(other / 3);
+  for (int64_t v = 0; v < nv; ++v) {
+    // Sort the bucket by the other vertex; an edge used by exactly two triangles is a run of 2.
+    int64_t* first = bucket.data() + start[v];
+    int64_t* last = bucket.data() + start[v + 1];
+    std::sort(first, last, [&](int64_t x, int64_t y) {
+      const int32_t hx = hi_vertex(x), hy = hi_vertex(y);
+      return hx != hy ? hx < hy : x < y;
+    });
+    for (int64_t* run = first; run < last;) {
+      int64_t* end = run + 1;
+      while (end < last && hi_vertex(*end) == hi_vertex(*run)) ++end;
+      if (end - run == 2) {
+        for (int side = 0; side < 2; ++side) {
+          const int64_t h = run[side], other = run[1 - side];
+          const int64_t t = h / 3, k = h % 3, u = other / 3, m = other % 3;
+          const bool same_direction = f[t * 3 + (k + 1) % 3] == f[u * 3 + (m + 1) % 3];
+          o[h] = (int32_t)(2 * u + (same_direction ? 1 : 0));
+        }
+      }
+      run = end;
     }
   }
   return adj;
 }
 
 // ---------------------------------------------------------------------------------------
-// Pair analysis.
-
-struct Hit {
-  double alpha = 0.0;       // signed blend weight; 0 = no effect
-  bool active = false;      // d strictly inside (0, 1): alpha depends on the vertices
-  int64_t q0 = -1, q1 = -1; // the pair's pixels (flat indices)
-  int64_t va = -1, vc = -1; // edge vertex indices
-  double ga[3] = {0, 0, 0}; // d alpha / d (X, Y, W) of va
-  double gc[3] = {0, 0, 0}; // same for vc
-};
+// Per-call preparation: facing of every triangle and the silhouette neighbourhood mask.
 
 inline double det3(const double* a, const double* b, const double* c) {
   return a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]);
@@ -112,8 +116,97 @@ struct Image {
   int64_t B, H, W, C, N, F;
 };
 
-// Screen-space corners of triangle t relative to the front pixel centre, in the pair's frame:
-// s along the pair axis, tt across it. False if a corner has W <= 0.
+struct Prepared {
+  std::vector<int8_t> facing;  // (B, F): sign of det[P0 P1 P2] (X, Y, W); 0 if edge-on or a W <= 0
+  std::vector<uint8_t> near;   // (B, H, W): pixel within 2 px of a silhouette edge
+};
+
+// Is edge k of triangle t (image b) a silhouette? facing points at image b's row.
+inline bool is_silhouette(const int8_t* facing, const int32_t* adj, int64_t t, int k) {
+  const int32_t code = adj[t * 3 + k];
+  if (code < 0) return true;
+  const int8_t fu = facing[code >> 1];
+  if (fu == 0) return true;
+  const bool same = fu == facing[t];
+  return (code & 1) ? same : !same;  // a flipped neighbour faces the same way when its det differs
+}
+
+template <typename scalar_t>
+Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const int32_t* adj) {
+  Prepared prep;
+  const int64_t BF = im.B * im.F, HW = im.H * im.W;
+  prep.facing.resize(BF);
+  at::parallel_for(0, BF, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t b = it / im.F, t = it % im.F;
+      double P[3][3];
+      bool ok = true;
+      for (int k = 0; k < 3; ++k) {
+        const scalar_t* v = pos + (b * im.N + tri[t * 3 + k]) * 4;
+        P[k][0] = (double)v[0];
+        P[k][1] = (double)v[1];
+        P[k][2] = (double)v[3];
+        ok = ok && P[k][2] > 0.0;
+      }
+      const double d = ok ? det3(P[0], P[1], P[2]) : 0.0;
+      prep.facing[it] = d > 0.0 ? 1 : (d < 0.0 ? -1 : 0);
+    }
+  });
+  // Mark 2 px around every usable silhouette edge; one mask per thread, OR-ed afterwards.
+  const int nt = num_threads();
+  std::vector<uint8_t> masks((size_t)nt * im.B * HW, 0);
+  const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    uint8_t* mask = masks.data() + (size_t)tid * im.B * HW;
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < BF; ++it) {
+      const int64_t b = it / im.F, t = it % im.F;
+      const int8_t* fb = prep.facing.data() + b * im.F;
+      if (fb[t] == 0) continue;
+      for (int k = 0; k < 3; ++k) {
+        if (!is_silhouette(fb, adj, t, k)) continue;
+        double xs[2], ys[2];
+        for (int e = 0; e < 2; ++e) {
+          const scalar_t* v = pos + (b * im.N + tri[t * 3 + (k + 1 + e) % 3]) * 4;
+          xs[e] = ((double)v[0] / (double)v[3] + 1.0) * hw - 0.5;
+          ys[e] = ((double)v[1] / (double)v[3] + 1.0) * hh - 0.5;
+        }
+        const double x0 = std::max(0.0, std::floor(std::min(xs[0], xs[1]) - 2.0));
+        const double x1 = std::min((double)(im.W - 1), std::ceil(std::max(xs[0], xs[1]) + 2.0));
+        const double y0 = std::max(0.0, std::floor(std::min(ys[0], ys[1]) - 2.0));
+        const double y1 = std::min((double)(im.H - 1), std::ceil(std::max(ys[0], ys[1]) + 2.0));
+        if (!(x0 <= x1 && y0 <= y1)) continue;
+        for (int64_t y = (int64_t)y0; y <= (int64_t)y1; ++y)
+          for (int64_t x = (int64_t)x0; x <= (int64_t)x1; ++x) mask[(b * im.H + y) * im.W + x] = 1;
+      }
+    }
+  }
+  prep.near.assign(im.B * HW, 0);
+  at::parallel_for(0, im.B * HW, 16384, [&](int64_t lo, int64_t hi) {
+    for (int c = 0; c < nt; ++c) {
+      const uint8_t* mask = masks.data() + (size_t)c * im.B * HW;
+      for (int64_t q = lo; q < hi; ++q) prep.near[q] |= mask[q];
+    }
+  });
+  return prep;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pair analysis.
+
+struct Hit {
+  double alpha = 0.0;        // signed blend weight; 0 = no effect
+  bool active = false;       // d strictly inside (0, 1): alpha depends on the vertices
+  int64_t q0 = -1, q1 = -1;  // the pair's pixels (flat indices)
+  int64_t va = -1, vc = -1;  // edge vertex indices
+  double ga[3] = {0, 0, 0};  // d alpha / d (X, Y, W) of va
+  double gc[3] = {0, 0, 0};  // same for vc
+};
+
+// Corners of triangle t relative to the front pixel centre, in the pair's frame: s along the
+// pair axis, tt across it (pixels). False if a corner has W <= 0.
 struct Corners {
   double P[3][3];  // (X, Y, W)
   double s[3], tt[3];
@@ -140,9 +233,11 @@ inline bool load_corners(const scalar_t* pb, const int32_t* tri, int64_t t, doub
 
 // Analyse the pair (x, y) -> (x + 1, y) (dir 0) or (x, y + 1) (dir 1) of image b.
 template <typename scalar_t>
-bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* adj,
-                  int64_t b, int64_t x, int64_t y, int dir, bool want_grad, Hit& hit) {
+bool analyse_pair(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
+                  const int32_t* tri, const int32_t* adj, int64_t b, int64_t x, int64_t y, int dir, bool want_grad,
+                  Hit& hit) {
   const int64_t q0 = (b * im.H + y) * im.W + x, q1 = q0 + (dir == 0 ? 1 : im.W);
+  if (!prep.near[q0] && !prep.near[q1]) return false;
   const scalar_t* r0 = rast + q0 * 4;
   const scalar_t* r1 = rast + q1 * 4;
   const int64_t t0 = rast_triangle(r0, im.F), t1 = rast_triangle(r1, im.F);
@@ -155,18 +250,20 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
   const double ds = front ? -1.0 : 1.0;
   const double fx = (double)(x + (front && dir == 0 ? 1 : 0)), fy = (double)(y + (front && dir == 1 ? 1 : 0));
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
-  const double eps = 1.0 / 16.0;
+  const double eps = 1.0 / 16.0;  // tolerated inaccuracy of the crossing point, in pixels
   const scalar_t* pb = pos + b * im.N * 4;
+  const int8_t* facing = prep.facing.data() + b * im.F;
 
   // Walk from the front triangle towards the other pixel until a silhouette edge.
   int64_t t = front ? t1 : t0;
+  if (facing[t] == 0) return false;
   int entry = -1;  // edge of t we came in through
   Corners c;
   if (!load_corners(pb, tri, t, fx, fy, hw, hh, dir, c)) return false;
   int kb = -1;
-  bool found = false;
   double best = -INFINITY;
-  for (int step = 0; step < 64; ++step) {
+  bool found = false;
+  for (int step = 0; step < 64 && !found; ++step) {
     kb = -1;
     best = -INFINITY;
     for (int k = 0; k < 3; ++k) {  // the edge crossing the pair axis furthest towards the other pixel
@@ -180,40 +277,24 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
       }
     }
     if (kb < 0 || !(best < 1.0 + eps)) return false;
-    // Silhouette: no neighbour, or the neighbour faces the other way. With the neighbour's far
-    // corner put in place of corner kb, the orientation is unchanged exactly for a fold.
-    const int64_t nb = adj[t * 3 + kb];
-    int far = -1;
-    if (nb >= 0) {
-      for (int m = 0; m < 3; ++m) {
-        const int64_t vm = tri[nb * 3 + m];
-        if (vm != c.v[(kb + 1) % 3] && vm != c.v[(kb + 2) % 3]) far = m;
-      }
+    if (is_silhouette(facing, adj, t, kb)) {
+      found = true;
+      break;
     }
-    if (far >= 0) {
-      const scalar_t* v = pb + 4 * (int64_t)tri[nb * 3 + far];
-      double Q[3][3];
-      for (int k = 0; k < 3; ++k)
-        for (int j = 0; j < 3; ++j) Q[k][j] = c.P[k][j];
-      Q[kb][0] = (double)v[0];
-      Q[kb][1] = (double)v[1];
-      Q[kb][2] = (double)v[3];
-      const double dt = det3(c.P[0], c.P[1], c.P[2]), dw = det3(Q[0], Q[1], Q[2]);
-      const bool continues = dw != 0.0 && ((dw > 0.0) != (dt > 0.0));
-      if (continues) {  // same-facing neighbour: the surface goes on, follow it
-        t = nb;
-        entry = far;
-        if (!load_corners(pb, tri, t, fx, fy, hw, hh, dir, c)) return false;
-        continue;
-      }
+    // Same-facing neighbour: the surface goes on, follow it.
+    const int64_t u = adj[t * 3 + kb] >> 1;
+    entry = -1;
+    for (int m = 0; m < 3; ++m) {
+      const int64_t vm = tri[u * 3 + m];
+      if (vm != c.v[(kb + 1) % 3] && vm != c.v[(kb + 2) % 3]) entry = m;
     }
-    found = true;
-    break;
+    t = u;
+    if (entry < 0 || !load_corners(pb, tri, t, fx, fy, hw, hh, dir, c)) return false;
   }
   if (!found) return false;
   const int a = (kb + 1) % 3, e = (kb + 2) % 3;
   if (std::fabs(c.tt[e] - c.tt[a]) < std::fabs(c.s[e] - c.s[a])) return false;  // the other direction handles it
-  if (!(best > -eps && best < 1.0 + eps)) return false;
+  if (!(best > -eps)) return false;
   const double dc = std::min(1.0, std::max(0.0, best));
   const double alpha = ds * (0.5 - dc);
   if (alpha == 0.0) return false;
@@ -243,11 +324,12 @@ bool analyse_pair(const Image& im, const scalar_t* rast, const scalar_t* pos, co
   return true;
 }
 
-// Per-pair alphas of a whole batch: ah for (x,y)-(x+1,y), av for (x,y)-(x,y+1). When hits is
+// Per-pair alphas of a whole batch: ah for (x,y)-(x+1,y), av for (x,y)-(x,y+1). When rows is
 // given, rows[b * H + y] collects the active pairs with their gradient data.
 template <typename scalar_t>
-void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, const int32_t* tri, const int32_t* adj,
-                 std::vector<double>& ah, std::vector<double>& av, std::vector<std::vector<Hit>>* rows) {
+void analyse_all(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
+                 const int32_t* tri, const int32_t* adj, std::vector<double>& ah, std::vector<double>& av,
+                 std::vector<std::vector<Hit>>* rows) {
   at::parallel_for(0, im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / im.H, y = row % im.H;
@@ -257,7 +339,7 @@ void analyse_all(const Image& im, const scalar_t* rast, const scalar_t* pos, con
         double* dst = (dir == 0 ? ah : av).data() + row * im.W;
         for (int64_t x = 0; x < xend; ++x) {
           Hit hit;
-          if (!analyse_pair(im, rast, pos, tri, adj, b, x, y, dir, rows != nullptr, hit)) continue;
+          if (!analyse_pair(im, prep, rast, pos, tri, adj, b, x, y, dir, rows != nullptr, hit)) continue;
           dst[x] = hit.alpha;
           if (rows && hit.active) (*rows)[row].push_back(hit);
         }
@@ -295,9 +377,11 @@ at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, 
   const Image im = image_of(color, pos, tri);
   at::Tensor out = at::empty_like(color);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
+    const scalar_t* p = pos.data_ptr<scalar_t>();
+    const Prepared prep = prepare(im, p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>());
     std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
-    analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                adj.data_ptr<int32_t>(), ah, av, nullptr);
+    analyse_all(im, prep, rast.data_ptr<scalar_t>(), p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(), ah, av,
+                nullptr);
     const scalar_t* c = color.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
@@ -333,10 +417,12 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
   at::Tensor grad_color = at::empty_like(color);
   at::Tensor grad_pos = at::zeros_like(pos);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
+    const scalar_t* p = pos.data_ptr<scalar_t>();
+    const Prepared prep = prepare(im, p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>());
     std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
     std::vector<std::vector<Hit>> rows(im.B * im.H);
-    analyse_all(im, rast.data_ptr<scalar_t>(), pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                adj.data_ptr<int32_t>(), ah, av, &rows);
+    analyse_all(im, prep, rast.data_ptr<scalar_t>(), p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(), ah, av,
+                &rows);
     const scalar_t* c = color.data_ptr<scalar_t>();
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gc = grad_color.data_ptr<scalar_t>();

@@ -102,23 +102,51 @@ inline int exact_det3_sign(const double* u, const double* v, const double* w) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Per-vertex data, computed once per image.
+
+enum : uint8_t {  // outcode bits: which frustum planes a vertex lies outside of
+  kRight = 1, kLeft = 2, kBottom = 4, kTop = 8, kFar = 16, kNear = 32, kBehind = 64
+};
+
+struct VertexInfo {
+  double px, py;  // pixel coordinates (centres at integers), valid when W > 0
+  double l1;      // |X| + |Y| + |W|, for error bounds
+  uint8_t out;    // outcode
+};
+
+template <typename scalar_t>
+inline void vertex_info(const scalar_t* v, int64_t H, int64_t W, VertexInfo& vi) {
+  const double X = (double)v[0], Y = (double)v[1], Z = (double)v[2], Wc = (double)v[3];
+  vi.out = (X > Wc ? kRight : 0) | (X < -Wc ? kLeft : 0) | (Y > Wc ? kBottom : 0) | (Y < -Wc ? kTop : 0) |
+           (Z > Wc ? kFar : 0) | (Z < -Wc ? kNear : 0) | (Wc <= 0.0 ? kBehind : 0);
+  vi.l1 = std::fabs(X) + std::fabs(Y) + std::fabs(Wc);
+  if (Wc > 0.0) {
+    vi.px = ((X / Wc + 1.0) * (double)W - 1.0) * 0.5;
+    vi.py = ((Y / Wc + 1.0) * (double)H - 1.0) * 0.5;
+  } else {
+    vi.px = vi.py = 0.0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Per-triangle setup in double precision.
 
 struct TriSetup {
   double a[3], b[3], c[3];  // normalised edge functions e_i = a x + b y + c (NDC x, y)
   double bound[3];          // |computed e_i| <= bound: decide the sign exactly
-  bool tl[3];               // tie rule: pixel exactly on edge i belongs to this triangle
   double za, zb, zc;        // z/w = za x + zb y + zc
   double P[3][3];           // (X, Y, W) of the corners, for exact decisions
   int sign;                 // sign of det[P0 P1 P2] (the normalisation)
 };
 
-// Build the setup of triangle (v0, v1, v2), each pointing at (X, Y, Z, W).
-// Returns false when the triangle is degenerate as seen from the eye (det == 0).
+// Build the setup of triangle (v0, v1, v2), each pointing at (X, Y, Z, W); l1 are the
+// corners' |X| + |Y| + |W|. Returns false when the triangle is degenerate as seen from the
+// eye (det == 0).
 template <typename scalar_t>
-inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, TriSetup& s) {
+inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, const double l1[3],
+                           TriSetup& s) {
   const scalar_t* v[3] = {v0, v1, v2};
-  double Z[3], mag[3][3];
+  double Z[3];
   for (int i = 0; i < 3; ++i) {
     s.P[i][0] = (double)v[i][0];
     s.P[i][1] = (double)v[i][1];
@@ -131,17 +159,14 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
     s.a[i] = P[j][1] * P[k][2] - P[j][2] * P[k][1];
     s.b[i] = P[j][2] * P[k][0] - P[j][0] * P[k][2];
     s.c[i] = P[j][0] * P[k][1] - P[j][1] * P[k][0];
-    mag[i][0] = std::fabs(P[j][1] * P[k][2]) + std::fabs(P[j][2] * P[k][1]);
-    mag[i][1] = std::fabs(P[j][2] * P[k][0]) + std::fabs(P[j][0] * P[k][2]);
-    mag[i][2] = std::fabs(P[j][0] * P[k][1]) + std::fabs(P[j][1] * P[k][0]);
-    // Error of a x + b y + c for |x|, |y| <= 1, with generous slack.
-    s.bound[i] = 1e-14 * (mag[i][0] + mag[i][1] + mag[i][2]);
+    // Rounding error of a x + b y + c for |x|, |y| <= 1 is a few ulps of
+    // sum |products| <= l1_j l1_k; the factor leaves a wide margin.
+    s.bound[i] = 1e-14 * l1[j] * l1[k];
   }
   double det = s.a[0] * P[0][0] + s.b[0] * P[0][1] + s.c[0] * P[0][2];
-  const double det_mag = mag[0][0] * std::fabs(P[0][0]) + mag[0][1] * std::fabs(P[0][1]) + mag[0][2] * std::fabs(P[0][2]);
-  if (!std::isfinite(det) || !std::isfinite(det_mag)) return false;
-  s.sign = std::fabs(det) > 1e-14 * det_mag ? (det > 0.0 ? 1 : -1) : exact_det3_sign(P[0], P[1], P[2]);
-  if (s.sign == 0 || det == 0.0) return false;
+  if (!std::isfinite(det)) return false;
+  s.sign = std::fabs(det) > 1e-14 * l1[0] * l1[1] * l1[2] ? (det > 0.0 ? 1 : -1) : exact_det3_sign(P[0], P[1], P[2]);
+  if (s.sign == 0) return false;
   if (s.sign < 0) {
     for (int i = 0; i < 3; ++i) {
       s.a[i] = -s.a[i];
@@ -151,13 +176,6 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
     det = -det;
   }
   if (!(det > 0.0)) return false;  // exact sign and rounded value disagree: degenerate in practice
-  for (int i = 0; i < 3; ++i) {
-    const int j = (i + 1) % 3, k = (i + 2) % 3;
-    // Exact signs of the normalised a and b: the sample point nudged by (+eps, +eps^2).
-    const int sa = s.sign * sign_diff_prod(P[j][1], P[k][2], P[j][2], P[k][1]);
-    const int sb = s.sign * sign_diff_prod(P[j][2], P[k][0], P[j][0], P[k][2]);
-    s.tl[i] = sa > 0 || (sa == 0 && sb > 0);
-  }
   const double inv = 1.0 / det;
   s.za = (s.a[0] * Z[0] + s.a[1] * Z[1] + s.a[2] * Z[2]) * inv;
   s.zb = (s.b[0] * Z[0] + s.b[1] * Z[1] + s.b[2] * Z[2]) * inv;
@@ -166,29 +184,33 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
 }
 
 // Is the centre of pixel (ix, iy) on the inner side of edge i? e is the edge function
-// computed in double; near zero the sign is decided exactly at the pixel centre, written
-// in integer homogeneous coordinates ((2 ix + 1 - W) H, (2 iy + 1 - H) W, W H).
+// computed in double; near zero its sign is decided exactly at the pixel centre, written in
+// integer homogeneous coordinates ((2 ix + 1 - W) H, (2 iy + 1 - H) W, W H). On the edge
+// itself the pixel goes to the triangle whose normalised (a, b) is > 0 lexicographically,
+// i.e. the side of a sample point nudged by (+eps, +eps^2).
 inline bool inside_edge(const TriSetup& s, int i, double e, int64_t ix, int64_t iy, int64_t W, int64_t H) {
   if (e > s.bound[i]) return true;
   if (e < -s.bound[i]) return false;
+  const double* Pj = s.P[(i + 1) % 3];
+  const double* Pk = s.P[(i + 2) % 3];
   const double p[3] = {(double)((2 * ix + 1 - W) * H), (double)((2 * iy + 1 - H) * W), (double)(W * H)};
-  const int sign = s.sign * exact_det3_sign(s.P[(i + 1) % 3], s.P[(i + 2) % 3], p);
-  return sign != 0 ? sign > 0 : s.tl[i];
+  const int sign = s.sign * exact_det3_sign(Pj, Pk, p);
+  if (sign != 0) return sign > 0;
+  const int sa = s.sign * sign_diff_prod(Pj[1], Pk[2], Pj[2], Pk[1]);
+  if (sa != 0) return sa > 0;
+  return s.sign * sign_diff_prod(Pj[2], Pk[0], Pj[0], Pk[2]) > 0;
 }
 
-// Pixel bounding box of a triangle, clamped to the image; false if it cannot cover a pixel.
+// Pixel bounding box of a triangle, clamped to the image.
 struct BBox {
   int16_t x0, y0, x1, y1;
 };
 
-// Smallest pixel index whose centre is >= the NDC coordinate v, and the largest <= v (a
-// margin of 1e-3 px keeps the box conservative under rounding).
-inline double ndc_to_pixel(double v, int64_t n) { return ((v + 1.0) * (double)n - 1.0) * 0.5; }
-
 // Clip the triangle to the frustum side planes (|X|, |Y| <= W, W > 0) in homogeneous
-// space and return the NDC extent of what remains. Used for triangles with a vertex
+// space and return the pixel extent of what remains. Used for triangles with a vertex
 // at W <= 0, whose projected vertices do not bound them.
-inline bool clipped_extent(const double P[3][4], double& xmin, double& xmax, double& ymin, double& ymax) {
+inline bool clipped_extent(const double P[3][4], int64_t H, int64_t W, double& xmin, double& xmax, double& ymin,
+                           double& ymax) {
   double poly[2][12][4];
   int n = 3;
   for (int i = 0; i < 3; ++i)
@@ -226,7 +248,8 @@ inline bool clipped_extent(const double P[3][4], double& xmin, double& xmax, dou
   xmin = ymin = std::numeric_limits<double>::infinity();
   xmax = ymax = -std::numeric_limits<double>::infinity();
   for (int i = 0; i < n; ++i) {
-    const double x = poly[cur][i][0] / poly[cur][i][3], y = poly[cur][i][1] / poly[cur][i][3];
+    const double x = ((poly[cur][i][0] / poly[cur][i][3] + 1.0) * (double)W - 1.0) * 0.5;
+    const double y = ((poly[cur][i][1] / poly[cur][i][3] + 1.0) * (double)H - 1.0) * 0.5;
     xmin = std::min(xmin, x);
     xmax = std::max(xmax, x);
     ymin = std::min(ymin, y);
@@ -236,41 +259,34 @@ inline bool clipped_extent(const double P[3][4], double& xmin, double& xmax, dou
 }
 
 template <typename scalar_t>
-inline bool triangle_bbox(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, int64_t H, int64_t W,
+inline bool triangle_bbox(const scalar_t* pb, const VertexInfo* vi, const int32_t* f, int64_t H, int64_t W,
                           BBox& box) {
-  const scalar_t* v[3] = {v0, v1, v2};
-  double P[3][4];
-  for (int i = 0; i < 3; ++i)
-    for (int c = 0; c < 4; ++c) P[i][c] = (double)v[i][c];
-  // Trivial frustum rejection (all three vertices outside one plane).
-  for (int c = 0; c < 3; ++c) {
-    if (P[0][c] > P[0][3] && P[1][c] > P[1][3] && P[2][c] > P[2][3]) return false;
-    if (P[0][c] < -P[0][3] && P[1][c] < -P[1][3] && P[2][c] < -P[2][3]) return false;
-  }
-  if (P[0][3] <= 0.0 && P[1][3] <= 0.0 && P[2][3] <= 0.0) return false;
+  const VertexInfo &v0 = vi[f[0]], &v1 = vi[f[1]], &v2 = vi[f[2]];
+  if (v0.out & v1.out & v2.out) return false;  // all three outside one plane (or behind the eye)
   double xmin, xmax, ymin, ymax;
-  if (P[0][3] > 0.0 && P[1][3] > 0.0 && P[2][3] > 0.0) {
-    xmin = ymin = std::numeric_limits<double>::infinity();
-    xmax = ymax = -std::numeric_limits<double>::infinity();
-    for (int i = 0; i < 3; ++i) {
-      const double x = P[i][0] / P[i][3], y = P[i][1] / P[i][3];
-      xmin = std::min(xmin, x);
-      xmax = std::max(xmax, x);
-      ymin = std::min(ymin, y);
-      ymax = std::max(ymax, y);
-    }
-  } else if (!clipped_extent(P, xmin, xmax, ymin, ymax)) {
-    return false;
+  if (!((v0.out | v1.out | v2.out) & kBehind)) {
+    xmin = std::min(v0.px, std::min(v1.px, v2.px));
+    xmax = std::max(v0.px, std::max(v1.px, v2.px));
+    ymin = std::min(v0.py, std::min(v1.py, v2.py));
+    ymax = std::max(v0.py, std::max(v1.py, v2.py));
+  } else {
+    double P[3][4];
+    for (int i = 0; i < 3; ++i)
+      for (int c = 0; c < 4; ++c) P[i][c] = (double)pb[4 * (int64_t)f[i] + c];
+    if (!clipped_extent(P, H, W, xmin, xmax, ymin, ymax)) return false;
   }
+  // Pixel centres (integers) within the extent; the margin keeps centres lying exactly on a
+  // vertex (rounding moves them by far less than 1e-3 px). Most tiny triangles contain none.
   const double margin = 1e-3;
-  const double fx0 = std::floor(ndc_to_pixel(xmin, W) - margin), fx1 = std::ceil(ndc_to_pixel(xmax, W) + margin);
-  const double fy0 = std::floor(ndc_to_pixel(ymin, H) - margin), fy1 = std::ceil(ndc_to_pixel(ymax, H) + margin);
+  const double fx0 = std::ceil(xmin - margin), fx1 = std::floor(xmax + margin);
+  const double fy0 = std::ceil(ymin - margin), fy1 = std::floor(ymax + margin);
+  if (!(fx0 <= fx1 && fy0 <= fy1)) return false;
   if (!(fx1 >= 0.0 && fy1 >= 0.0 && fx0 <= (double)(W - 1) && fy0 <= (double)(H - 1))) return false;
   box.x0 = (int16_t)std::max(0.0, fx0);
   box.y0 = (int16_t)std::max(0.0, fy0);
   box.x1 = (int16_t)std::min((double)(W - 1), fx1);
   box.y1 = (int16_t)std::min((double)(H - 1), fy1);
-  return box.x0 <= box.x1 && box.y0 <= box.y1;
+  return true;
 }
 
 template <typename scalar_t>
@@ -285,6 +301,11 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
   for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
 
+  std::unique_ptr<VertexInfo[]> verts(new VertexInfo[B * N]);
+  at::parallel_for(0, B * N, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) vertex_info(pos + 4 * i, H, W, verts[i]);
+  });
+
   // 1. Bounding boxes and per-chunk tile counts (chunk c = items [c*items/nt, (c+1)*items/nt)).
   std::unique_ptr<BBox[]> boxes(new BBox[items]);
   std::unique_ptr<uint8_t[]> valid(new uint8_t[items]);
@@ -296,10 +317,8 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
     int64_t* cnt = counts.data() + (size_t)c * num_tiles;
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t b = it / F, t = it % F;
-      const scalar_t* pb = pos + b * N * 4;
-      const int32_t* f = tri + t * 3;
       BBox box;
-      const bool ok = triangle_bbox(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], H, W, box);
+      const bool ok = triangle_bbox(pos + b * N * 4, verts.get() + b * N, tri + t * 3, H, W, box);
       valid[it] = ok;
       if (!ok) continue;
       boxes[it] = box;
@@ -350,11 +369,13 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
         idbuf[i] = -1;
       }
       const scalar_t* pb = pos + b * N * 4;
+      const VertexInfo* vb = verts.get() + b * N;
       for (int64_t e = tile_start[tile]; e < tile_start[tile + 1]; ++e) {
         const int64_t t = bins[e];
         const int32_t* f = tri + t * 3;
+        const double l1[3] = {vb[f[0]].l1, vb[f[1]].l1, vb[f[2]].l1};
         TriSetup s;
-        if (!setup_triangle(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], s)) continue;
+        if (!setup_triangle(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], l1, s)) continue;
         const BBox& box = boxes[b * F + t];
         const int64_t x0 = std::max<int64_t>(box.x0, tx0), x1 = std::min<int64_t>(box.x1, tx1);
         const int64_t y0 = std::max<int64_t>(box.y0, ty0), y1 = std::min<int64_t>(box.y1, ty1);

@@ -65,8 +65,8 @@ tables, not fitted to a population)::
   asymmetric: nose_deviation 2.0, chin_deviation 2.5, eye_height_asymmetry 1.5 (left up, right down),
   face_side_asymmetry 2.5 (left side wider, right narrower)
   random_sym_0..5 (mirror symmetric) and random_asym_0..1 (antisymmetric): low-frequency normal
-  displacements from 12 random bumps of 30 mm radius (seed 20240607), made orthogonal to each
-  other, 1.5 mm RMS each.
+  displacements from 12 random bumps of 40 mm radius (seed 20240607), made orthogonal to each
+  other, 2 mm peak displacement each.
 
 ``identity_std_mm`` stores each mode's RMS displacement over the vertices (canonical format).
 
@@ -861,11 +861,217 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     for name, sign in [(f"random_sym_{i}", 1.0) for i in range(6)] + [(f"random_asym_{i}", -1.0) for i in range(2)]:
         centres = v[rng.choice(len(v), 12, replace=False)]
         heights = rng.normal(size=12)
-        f = sum(h * bump(v, c, 30.0) for c, h in zip(centres, heights))
+        f = sum(h * bump(v, c, 40.0) for c, h in zip(centres, heights))
         d = normals * f[:, None]
         d = _orthogonalize(0.5 * (d + sign * mirrored(mesh, d)), previous)
-        d *= 1.5 / np.sqrt((d ** 2).sum(1).mean())
+        d *= 2.0 / np.linalg.norm(d, axis=1).max()
         modes[name] = d
         previous.append(d)
     names = list(modes)
     return np.stack([modes[k] for k in names], 2), names
+
+
+# ----------------------------------------------------------------------------------------------
+# Regions and albedo
+# ----------------------------------------------------------------------------------------------
+
+REGION_NAMES = ("skin", "forehead", "brows", "eyes", "nose", "cheeks", "lips", "mouth_interior", "chin")
+
+
+def region_labels(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
+    """Per-vertex region index (N,) into REGION_NAMES.
+
+    Openings, lips and brows come from MediaPipe's contours (see ``face_parts``); nose, forehead,
+    chin and cheeks are boxes around anatomical anchors (mm).
+    """
+    v = mesh.vertices
+    x, y, z = np.abs(v[:, 0]), v[:, 1], v[:, 2]
+    a = parts["anchor"]
+    y_nasion, y_sub = a[NASION][1], a[SUBNASALE][1]
+    nose_half_width = 9.0 + 11.0 * smoothstep(y_nasion - 10.0, y_nasion - 35.0, y)
+    brow_top = v[np.concatenate([parts["brow_upper_left"], parts["brow_upper_right"]]), 1].max()
+    lid_low = v[np.concatenate([parts["lid_lower_left"], parts["lid_lower_right"]]), 1].min()
+    corner = a[MOUTH_CORNER_RIGHT]
+    label = np.zeros(len(v), dtype=np.int64)
+    masks = [  # later masks win
+        ("cheeks", (x > nose_half_width + 3.0) & (x < 68.0) & (y < lid_low - 5.0) & (y > corner[1])),
+        ("chin", (x < 30.0) & (y < a[LIP_LOWER][1] - 3.0)),
+        ("forehead", y > brow_top + 3.0),
+        ("nose", (x < nose_half_width) & (y < y_nasion) & (y > y_sub - 1.5) & (z > 45.0)),
+        ("brows", np.isin(np.arange(len(v)), np.union1d(parts["brow_left"], parts["brow_right"]))),
+        ("lips", np.isin(np.arange(len(v)), parts["lips"])),
+        ("eyes", np.isin(np.arange(len(v)), np.union1d(parts["eye_left"], parts["eye_right"]))),
+        ("mouth_interior", np.isin(np.arange(len(v)), parts["mouth"])),
+    ]
+    for name, mask in masks:
+        label[mask] = REGION_NAMES.index(name)
+    return label, list(REGION_NAMES)
+
+
+ALBEDO = {  # linear RGB reflectance
+    "skin": (0.56, 0.32, 0.22), "lips": (0.45, 0.16, 0.14), "brows": (0.10, 0.065, 0.045),
+    "sclera": (0.62, 0.58, 0.54), "iris": (0.09, 0.05, 0.03), "lash_line": (0.14, 0.09, 0.07),
+    "mouth_interior": (0.18, 0.04, 0.04),
+}
+
+
+def albedo_model(mesh: Mesh, parts: dict, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Mean albedo (N, 3) and 10 modes (N, 3, 10), each a soft regional mask times a colour change."""
+    v = mesh.vertices
+    n = len(v)
+    a = parts["anchor"]
+    region = lambda name: (labels == REGION_NAMES.index(name)).astype(float)  # noqa: E731
+    soft = lambda m, k=3: np.clip(smoothed(mesh, m, k), 0.0, 1.0)  # noqa: E731
+    both = lambda w: w + w[mesh.mirror]  # noqa: E731
+    c = {k: np.asarray(val) for k, val in ALBEDO.items()}
+
+    eye_l = 0.5 * (v[parts["lid_upper_left"]].mean(0) + v[parts["lid_lower_left"]].mean(0))
+    iris = both(bump(v[:, :2], eye_l[:2], 6.0)) * region("eyes")
+    lash = np.zeros(n)
+    lash[np.concatenate([parts["lid_upper_left"], parts["lid_upper_right"]])] = 0.7
+    lash[np.concatenate([parts["lid_lower_left"], parts["lid_lower_right"]])] = 0.3
+    lash = soft(lash, 1) * (1 - region("eyes"))
+    lips = soft(region("lips") + region("mouth_interior"), 2) * (1 - region("mouth_interior"))
+    brows = 0.85 * soft(region("brows"), 3)
+    cheeks = soft(region("cheeks"), 10)
+    under_eye = both(bump(v, eye_l + np.array([0.0, -10.0, 0.0]), [16.0, 9.0, 20.0])) * (1 - region("eyes"))
+    nose_tip = bump(v, a[NOSE_TIP], 18.0)
+    lower_face = smoothstep(a[SUBNASALE][1] + 3.0, a[SUBNASALE][1] - 8.0, v[:, 1]) * np.clip(
+        1 - lips - region("mouth_interior") - cheeks * 0.5, 0.0, 1.0)
+    skin = 1.0 - region("eyes") - region("mouth_interior")
+
+    mean = np.tile(c["skin"], (n, 1))
+    mean += (0.03 * cheeks + 0.03 * nose_tip)[:, None] * np.array([1.0, -0.3, -0.3])
+    mean += under_eye[:, None] * np.array([-0.05, -0.04, -0.02])
+    for w, colour in ((lips, c["lips"]), (brows, c["brows"]), (lash, c["lash_line"])):
+        mean = mean * (1 - w[:, None]) + w[:, None] * colour
+    eye_colour = c["sclera"] * (1 - iris[:, None]) + c["iris"] * iris[:, None]
+    mean[region("eyes") > 0] = eye_colour[region("eyes") > 0]
+    mean[region("mouth_interior") > 0] = c["mouth_interior"]
+
+    modes = {
+        "skin_tone": 0.22 * mean * skin[:, None],
+        "redness": skin[:, None] * np.array([0.035, -0.015, -0.01]),
+        "yellowness": skin[:, None] * np.array([0.02, 0.02, -0.03]),
+        "lip_colour": lips[:, None] * np.array([0.07, 0.02, 0.015]),
+        "cheek_flush": cheeks[:, None] * np.array([0.05, -0.015, -0.01]),
+        "brow_darkness": brows[:, None] * np.array([0.04, 0.026, 0.018]),
+        "beard_shadow": lower_face[:, None] * np.array([-0.09, -0.05, -0.025]),
+        "under_eye": under_eye[:, None] * np.array([-0.04, -0.035, -0.015]),
+        "nose_redness": nose_tip[:, None] * np.array([0.04, -0.012, -0.01]),
+        "iris_colour": iris[:, None] * np.array([0.03, 0.02, 0.014]),
+    }
+    names = list(modes)
+    basis = np.stack([modes[k] for k in names], 2)
+    mean = 0.5 * (mean + mean[mesh.mirror])
+    basis = 0.5 * (basis + basis[mesh.mirror])
+    for k, name in enumerate(names):
+        for s in (-2.0, 2.0):
+            lo, hi = (mean + s * basis[:, :, k]).min(), (mean + s * basis[:, :, k]).max()
+            if lo < 0.0 or hi > 1.0:
+                raise AssertionError(f"albedo mode {name}: mean {s:+} sd leaves [0, 1] ({lo:.3f}, {hi:.3f})")
+    return mean, basis, names
+
+
+# ----------------------------------------------------------------------------------------------
+# Landmarks and contour candidates
+# ----------------------------------------------------------------------------------------------
+
+def contour_candidates(mesh: Mesh, parts: dict, depth_mm: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices within ``depth_mm`` (geodesic) of the face oval below the eyes: (right x<0, left x>0)."""
+    v = mesh.vertices
+    oval = parts["oval"]
+    eye_y = min(v[parts["lid_lower_left"], 1].min(), v[parts["lid_lower_right"], 1].min())
+    lower_outline = oval[v[oval, 1] < eye_y]
+    near = (geodesic(mesh, lower_outline) <= depth_mm) & (v[:, 1] < eye_y)
+    return np.flatnonzero(near & (v[:, 0] < 0)), np.flatnonzero(near & (v[:, 0] > 0))
+
+
+def landmarks(mesh: Mesh, base: Mesh, mapping_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """iBUG-68 landmarks as (face (68,), barycentrics (68, 3)) on the refined mesh.
+
+    Each mapping entry is a MediaPipe triangle (vertex triple) and barycentric weights; the point
+    keeps its parametric position inside that triangle through the subdivision.
+    """
+    entries = json.loads(Path(mapping_path).read_text())["landmarks"]
+    if len(entries) != canonical.NUM_LANDMARKS:
+        raise ValueError(f"{mapping_path}: expected {canonical.NUM_LANDMARKS} landmarks, got {len(entries)}")
+    by_corners = {tuple(sorted(f)): i for i, f in enumerate(base.triangles.tolist())}
+    faces = np.full(len(entries), -1, dtype=np.int64)
+    bary = np.zeros((len(entries), 3))
+    for k, e in enumerate(sorted(entries, key=lambda e: e["ibug"])):
+        corners, weights = list(e["triangle"]), np.asarray(e["bary"], dtype=float)
+        tri = by_corners.get(tuple(sorted(corners)))
+        if tri is None:
+            raise ValueError(f"{mapping_path}: iBUG {e['ibug']}: {corners} is not a MediaPipe triangle")
+        w = np.zeros(3)
+        for corner, weight in zip(corners, weights):
+            w[base.triangles[tri].tolist().index(corner)] = weight
+        children = np.flatnonzero(mesh.face_parent == tri)
+        local = np.linalg.solve(mesh.face_param[children].transpose(0, 2, 1), np.tile(w, (len(children), 1)))
+        best = int(np.argmax(local.min(1)))  # the child whose corners enclose the point
+        faces[k], bary[k] = children[best], np.clip(local[best], 0.0, 1.0) / np.clip(local[best], 0.0, 1.0).sum()
+    return faces, bary
+
+
+# ----------------------------------------------------------------------------------------------
+# Assembly
+# ----------------------------------------------------------------------------------------------
+
+def build(package: Path, mapping_path: Path) -> dict:
+    """The canonical model dict (see ``morph3d.model.canonical``)."""
+    base = base_mesh(package)
+    mesh = base
+    for _ in range(LEVELS):
+        mesh = subdivide(mesh)
+    parts = face_parts(mesh, base)
+    identity, identity_names = identity_basis(mesh, parts)
+    expression, expression_names = expression_basis(mesh, parts)
+    labels, region_names = region_labels(mesh, parts)
+    albedo_mean, albedo_basis, _ = albedo_model(mesh, parts, labels)
+    contour_right, contour_left = contour_candidates(mesh, parts)
+    lm_faces, lm_bary = landmarks(mesh, base, mapping_path)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    return {
+        "name": MODEL_NAME,
+        "source_format": "open",
+        "vertices_mean": f32(mesh.vertices),
+        "triangles": mesh.triangles.astype(np.int64),
+        "identity_basis": f32(identity),
+        "identity_std_mm": f32(np.sqrt((identity ** 2).sum(1).mean(0))),
+        "expression_basis": f32(expression),
+        "expression_kind": "blendshapes",
+        "expression_names": np.array(expression_names),
+        "albedo_mean": f32(albedo_mean),
+        "albedo_basis": f32(albedo_basis),
+        "landmark_faces": lm_faces,
+        "landmark_bary": f32(lm_bary),
+        "region_labels": labels,
+        "region_names": np.array(region_names),
+        "uv_coords": f32(mesh.uv),
+        "uv_triangles": mesh.triangles.astype(np.int64),
+        "contour_right": contour_right,
+        "contour_left": contour_left,
+        "license": LICENSE,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--package", type=Path, help="@mediapipe/face_mesh .tgz or unpacked folder "
+                        "(default: fetch it with npm pack)")
+    parser.add_argument("--mapping", type=Path, default=REPO / "assets" / "mediapipe_ibug68.json")
+    parser.add_argument("--out", type=Path, default=REPO / "assets" / "open_face_model.npz")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = args.package if args.package is not None else npm_pack(Path(tmp))
+        model = build(package, args.mapping)
+    canonical.save(model, args.out)
+    print(f"wrote {args.out}: {len(model['vertices_mean'])} vertices, {len(model['triangles'])} triangles, "
+          f"{model['identity_basis'].shape[2]} identity, {model['expression_basis'].shape[2]} expression, "
+          f"{model['albedo_basis'].shape[2]} albedo components, {args.out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,7 +87,7 @@ def test_batch_goes_on_and_reports_failures(scene, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert (s["out"] / "face.json").exists()  # the good image was still fitted
-    assert "broken.jpg: the image file is damaged" in err
+    assert "broken.jpg: not an image file PIL can read" in err
     assert "count.npy: 67 landmarks" in err
     assert "are NaN" in err
     assert "no landmark file nomarks" in err

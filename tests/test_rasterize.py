@@ -161,10 +161,11 @@ def test_batch_elements_are_independent():
         assert torch.equal(together[b], alone[0])
 
 
-def test_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_results_do_not_depend_on_thread_count(batch):
     verts, tri = icosphere(3)
-    pos = torch.tensor(perspective_clip(verts), dtype=torch.float32)[None].repeat(2, 1, 1)
-    pos[1, :, 0] += 0.05
+    pos = torch.tensor(perspective_clip(verts), dtype=torch.float32)[None].repeat(batch, 1, 1)
+    pos[-1, :, 0] += 0.05
     tri_t = torch.tensor(tri)
     attr = torch.rand(len(verts), 3)
 

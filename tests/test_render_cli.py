@@ -92,6 +92,7 @@ def test_params_file_is_rendered(monkeypatch, tmp_path, model_file):
     (["--params", "{dir}/absent.json"], "not found"),
     (["--params", "{dir}/face.txt"], ".json or .npz"),
     (["--model", "{dir}/no_model.npz"], "no_model.npz"),
+    (["--lighting", "params"], "needs --params"),
 ])
 def test_bad_input_fails_cleanly(monkeypatch, tmp_path, model_file, capsys, args, message):
     (tmp_path / "bad.json").write_text("{not json")

@@ -30,6 +30,9 @@ def add_parser(sub):
     p.add_argument("--flow-to-yaw", type=float, default=None, metavar="DEG",
                    help="yaw change of the second view in degrees (default 0, or 15 for a model without "
                         "expressions)")
+    p.add_argument("--lighting", choices=("params", "ambient", "studio"), default=None,
+                   help="'params': the params file's SH lighting; 'ambient': flat, shows the albedo; 'studio': "
+                        "ambient plus a key light from the upper left (default: params with --params, else studio)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, help="output contact sheet (.png), written atomically")
     p.set_defaults(run=run)
@@ -102,6 +105,16 @@ def _rescaled(camera, size: int):
     return Camera(camera.focal * scale, principal, new, camera.kind)
 
 
+def studio_lighting(batch: int, device=None):
+    """Ambient 0.65 plus a key light of strength 0.45 from the upper left, in front (camera frame), (B, 27)."""
+    import torch
+    from morph3d.model.lighting import sh_basis
+    d = torch.tensor([-0.45, 0.5, 1.0])
+    light = math.pi * 0.45 * sh_basis(d / d.norm())
+    light[0] += 0.65 * math.sqrt(4.0 * math.pi)
+    return light.repeat(3).expand(batch, 27).clone().to(device)
+
+
 def _default_flow_weights(model) -> dict[str, float]:
     if "jaw_open" in model.expression_names:
         return {"jaw_open": 0.8}
@@ -147,6 +160,13 @@ def run(args) -> int:
     else:
         size = DEFAULT_SIZE if args.size is None else args.size
         params = model.default_params(1, (size, size))
+    lighting = args.lighting or ("params" if args.params else "studio")
+    if lighting == "params" and not args.params:
+        _fail("--lighting params needs --params FILE")
+    if lighting == "studio":
+        params.lighting = studio_lighting(1, device)
+    elif lighting == "ambient":
+        params.lighting = model.default_params(1).lighting.to(device)
     params.expression = _set_expression(model, params.expression, weights, "--expression")
     for k, axis in enumerate(("yaw", "pitch", "roll")):
         v = getattr(args, axis)

@@ -38,6 +38,7 @@ from .landmark_fit import LandmarkFitConfig, LandmarkFitter
 from .landmarks_io import check_in_image, find_landmark_file, read_landmarks
 from .overlay import draw_overlay
 from .photometric import PhotometricConfig, fit_photometric
+from .threads import torch_threads
 
 POSE_CONVENTION = ("degrees [yaw, pitch, roll], R = Rz(roll) Ry(yaw) Rx(pitch) applied to the model frame "
                    "(x right, y up, z to the viewer); yaw > 0 turns the face towards the image right, "
@@ -118,8 +119,9 @@ class FitPipeline:
 
     def __init__(self, model, model_source: str, detector: str = "dlib", all_faces: bool = False,
                  photometric: bool = False, landmark_config: LandmarkFitConfig | None = None,
-                 photometric_config: PhotometricConfig | None = None):
+                 photometric_config: PhotometricConfig | None = None, threads: int | None = 1):
         self.model = model
+        self.threads = threads
         self.model_source = str(model_source)
         self.detector = detector
         self.all_faces = all_faces
@@ -153,7 +155,11 @@ class FitPipeline:
 
     def fit_image(self, job: Job, out_dir: Path) -> dict:
         """Fit one image and write its outputs; returns the JSON record. Raises on failure (after
-        removing anything it wrote)."""
+        removing anything it wrote). Torch runs on ``threads`` intra-op threads meanwhile (``threads.py``)."""
+        with torch_threads(self.threads):
+            return self._fit_image(job, out_dir)
+
+    def _fit_image(self, job: Job, out_dir: Path) -> dict:
         start = time.perf_counter()
         if job.problem:
             raise FitInputError(job.problem)
@@ -165,7 +171,7 @@ class FitPipeline:
         if self.photometric:
             ph = fit_photometric(self.model, [image] * len(given), fit, given, self.photometric_config)
             params, fitted, kind = ph.params, ph.landmarks_2d, "photometric"
-            extra = {"rms_px": ph.rms_after.tolist(), "rms_px_landmark_fit": ph.rms_before.tolist(),
+            extra = {"mean_error_px": ph.error_after.tolist(), "mean_error_px_landmark_fit": ph.error_before.tolist(),
                      "kept_landmark_geometry": ph.kept_landmark_geometry.tolist()}
         fitted = fitted.detach().cpu().numpy().astype(np.float64)
         paths = output_paths(out_dir, job.image.stem, len(given))

@@ -60,9 +60,10 @@ class Crop:
         x1, y1 = int(np.ceil(self.left + self.side)), int(np.ceil(self.top + self.side))
         pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w)))
         window = image[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
-        inside = np.ones(window.shape[:2], np.uint8) * 255
-        window = np.pad(window, pad + ((0, 0),), mode="edge") if window.size else np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-        inside = np.pad(inside, pad) if inside.size else np.zeros((y1 - y0, x1 - x0), np.uint8)
+        if window.size == 0:  # the crop misses the image entirely
+            return np.zeros((self.size, self.size, 3), np.uint8), np.zeros((self.size, self.size), np.float32)
+        inside = np.pad(np.full(window.shape[:2], 255, np.uint8), pad)
+        window = np.pad(window, pad + ((0, 0),), mode="edge")
         box = (self.left - x0, self.top - y0, self.left - x0 + self.side, self.top - y0 + self.side)
         size = (self.size, self.size)
         crop = np.asarray(Image.fromarray(window).resize(size, Image.BILINEAR, box=box, reducing_gap=2.0))

@@ -22,7 +22,6 @@ does not define are skipped.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from ..model.params import DEFAULT_DISTANCE_MM, FaceParams
 from ..model.pose import matrix_to_euler
 from .contour import BOTH, CHIN, INNER, LEFT, LEFT_JAW, RIGHT, RIGHT_JAW, ContourSet
 from .pose_init import affine_camera, pose_from_affine
+from .threads import torch_threads
 
 NUM_LANDMARKS = 68
 JAW = tuple(range(17))
@@ -50,10 +50,10 @@ class LandmarkFitConfig:
     pose_iterations: int = 2         # LM iterations on pose only, first
     identity_components: int | None = 80   # leading identity components fitted (None: all)
     expression_components: int | None = 64  # leading expression components fitted (None: all)
-    landmark_sigma: float = 0.02     # landmark noise, fraction of the face size
+    landmark_sigma: float = 0.015    # landmark noise, fraction of the face size
     identity_prior: float = 1.0      # weight of |alpha|^2
     expression_prior: float = 1.0    # weight of |beta|^2 (PCA expressions)
-    blendshape_sigma: float = 0.5    # prior std of blendshape weights (around 0)
+    blendshape_sigma: float = 1.0    # prior std of blendshape weights (around 0)
     blendshape_range: tuple[float, float] = (0.0, 1.0)
     coefficient_limit: float = 4.0   # |coefficient| bound for N(0, 1) coefficients
     robust: str = "huber"            # 'huber', 'geman_mcclure' or 'none'
@@ -83,7 +83,7 @@ class LandmarkFitResult:
     landmarks in the image, px (NaN where the model defines none). used: (B, 68) landmarks that took
     part. vertex_ids / weights: (B, 68, 3) final model-vertex correspondences of each landmark.
     rotation_matrix: (B, 3, 3). rms_px: (B,) root-mean-square landmark error over the used ones.
-    seconds: wall time of the whole batch.
+    seconds: wall time of the whole batch. history: the objective (B,) after each iteration.
     """
 
     params: FaceParams
@@ -95,6 +95,18 @@ class LandmarkFitResult:
     rms_px: torch.Tensor
     seconds: float
     history: list = field(default_factory=list)
+
+
+def robust_loss(e: torch.Tensor, kind: str, k: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised point errors e (>= 0) -> (rho(e), IRLS weight rho'(e) / 2e), with rho(e) = e^2 near 0.
+
+    kind: 'huber' (quadratic up to k, then linear), 'geman_mcclure' (``e^2 / (1 + (e / k)^2)``) or 'none'."""
+    if kind == "huber":
+        return torch.where(e <= k, e * e, 2 * k * e - k * k), torch.where(e <= k, torch.ones_like(e), k / e)
+    if kind == "geman_mcclure":
+        q = 1 + (e / k) ** 2
+        return e * e / q, 1 / (q * q)
+    return e * e, torch.ones_like(e)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -263,14 +275,7 @@ class LandmarkFitter:
         return metric
 
     def _robust(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised point errors e (>= 0) -> (rho(e), IRLS weight) with rho(e) = e^2 near 0."""
-        k = self.config.robust_threshold
-        if self.config.robust == "huber":
-            return torch.where(e <= k, e * e, 2 * k * e - k * k), torch.where(e <= k, torch.ones_like(e), k / e)
-        if self.config.robust == "geman_mcclure":
-            q = 1 + (e / k) ** 2
-            return e * e / q, 1 / (q * q)
-        return e * e, torch.ones_like(e)
+        return robust_loss(e, self.config.robust, self.config.robust_threshold)
 
     def _apply(self, c, rot, t, f, step):
         """Parameters after an LM step (B, P): rotation multiplicatively, bounds enforced."""
@@ -292,7 +297,13 @@ class LandmarkFitter:
         landmarks: (B, 68, 2) px, 0-based, finite. image_size: (height, width). focal: perspective focal
         length in px (default: ``Camera.create``'s, 1.5 x the longer side). confidence: optional (B, 68)
         weights in [0, 1] (0 = ignore that landmark).
+
+        The system is tiny, so it runs on one intra-op thread (see ``threads.py``).
         """
+        with torch_threads(1):
+            return self._fit(landmarks, image_size, focal, confidence)
+
+    def _fit(self, landmarks, image_size, focal, confidence) -> LandmarkFitResult:
         start = time.perf_counter()
         cfg = self.config
         target = torch.as_tensor(np.asarray(landmarks, dtype=np.float64) if not isinstance(landmarks, torch.Tensor)

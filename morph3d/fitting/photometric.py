@@ -7,13 +7,19 @@ renderer in the crop's camera. Adam minimises, per face,
     + sum_i |proj_i - x_i|^2 / (landmark_sigma * size)^2  (the landmark term of the landmark fit)
     + |alpha|^2 + expression prior + texture_prior |gamma|^2 + lighting_prior |L - L0|^2
 
-with the mask ``m`` = rendered coverage x the model's skin regions (eyes, brows, lips, nose holes,
+with the mask ``m`` = rendered coverage x the model's skin regions (eyes, brows, lips, mouth, ears,
 hair are left out) x the pixels inside the photo x a skin-colour weight of the photo (chroma near the
 median chroma of the face, which drops hair, glasses and occluders). The jaw landmarks keep the
-correspondences of the landmark fit. Lighting (27 SH) starts from its linear least-squares solution
-under the mean albedo. The landmark term has the landmark fit's weight, so the refinement moves the
-geometry only where the image supports it; the result is checked and the landmark-fit geometry kept
-for any face whose landmark error grew by more than ``landmark_tolerance``.
+correspondences of the landmark fit.
+
+Start: on the landmark fit's geometry, lighting (27 SH coefficients) and albedo coefficients are
+solved in closed form, alternately (``closed_form_rounds``): both enter the rendered colour linearly
+when the other is fixed (weighted linear least squares, residuals in units of ``photo_sigma``, with
+the albedo prior). Then ``steps`` Adam steps refine every parameter jointly, with small steps so that
+geometry moves only where the image supports it. The landmark term keeps the landmark fit's weight;
+the result is checked, and any face whose mean landmark error grew (by more than
+``landmark_tolerance``, relative; 0 by default) keeps the landmark fit's geometry (pose, identity,
+expression) with the refined albedo and lighting, so the refinement never worsens the landmark fit.
 """
 from __future__ import annotations
 
@@ -25,12 +31,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..model.geometry import barycentric_points
-from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, sh_basis
+from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, irradiance, sh_basis
 from ..model.params import FaceParams
-from ..render import region_segmentation, render_face, srgb_to_linear
+from ..render import interpolate, region_segmentation, render_face, srgb_to_linear
 from .crop import Crop
-from .landmark_fit import LandmarkFitResult
+from .landmark_fit import LandmarkFitConfig, LandmarkFitResult, robust_loss
+from .threads import torch_threads
 
 _NON_SKIN = {"eye", "eyes", "eyeball", "eyeballs", "brow", "brows", "eyebrow", "eyebrows", "lip", "lips",
              "mouth", "teeth", "tongue", "hair", "scalp", "ear", "ears", "neck", "nostril", "nostrils"}
@@ -42,26 +48,26 @@ class PhotometricConfig:
 
     size: int = 224                 # crop resolution, px
     margin: float = 1.5             # crop side / longer side of the landmarks' box
-    steps: int = 40                 # Adam steps
+    steps: int = 30                 # Adam steps
+    closed_form_rounds: int = 2     # alternations of the lighting / albedo least-squares start
     photo_weight: float = 50.0
-    landmark_sigma: float = 0.02    # as in LandmarkFitConfig
-    identity_prior: float = 1.0
-    expression_prior: float = 1.0   # PCA expressions; blendshapes use blendshape_sigma
-    blendshape_sigma: float = 0.5
-    blendshape_range: tuple[float, float] = (0.0, 1.0)
+    photo_sigma: float = 0.05       # colour noise of the closed-form start, linear RGB
+    landmarks: LandmarkFitConfig | None = None  # landmark term and shape priors (default: the defaults)
     texture_prior: float = 1.0
     lighting_prior: float = 0.01
-    landmark_tolerance: float = 0.05  # relative growth of the landmark RMS accepted
+    landmark_tolerance: float = 0.0  # relative growth of the mean landmark error accepted
     progress: bool = True           # tqdm bar over the steps
+    threads: int | None = 1         # intra-op threads while fitting (None: torch's setting; threads.py)
 
 
 @dataclass
 class PhotometricResult:
     """params: refined FaceParams in the original images' cameras. landmarks_2d: (B, 68, 2) px in the
     original images. render / photo / mask: (B, 3|3|1, S, S) crops (linear RGB) at the end. crops: the
-    Crop of each face. rms_before / rms_after: (B,) landmark RMS px (original image) of the landmark fit
-    and of the result. kept_landmark_geometry: (B,) faces whose geometry reverted to the landmark fit.
-    loss: per-step total loss (mean over faces). seconds: wall time."""
+    Crop of each face. error_before / error_after: (B,) mean landmark error, px of the original image,
+    of the landmark fit and of the result (never larger: see ``landmark_tolerance``).
+    kept_landmark_geometry: (B,) faces whose geometry reverted to the landmark fit. loss: per step, the
+    photometric, landmark and prior terms (means over faces). seconds: wall time."""
 
     params: FaceParams
     landmarks_2d: torch.Tensor
@@ -69,8 +75,8 @@ class PhotometricResult:
     photo: torch.Tensor
     mask: torch.Tensor
     crops: list
-    rms_before: torch.Tensor
-    rms_after: torch.Tensor
+    error_before: torch.Tensor
+    error_after: torch.Tensor
     kept_landmark_geometry: torch.Tensor
     loss: list
     seconds: float
@@ -94,7 +100,7 @@ def _chroma_weight(photo: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _solve_lighting(albedo, normals, photo, mask, ridge: float = 1e-3) -> torch.Tensor:
+def _solve_lighting(albedo, normals, photo, mask, ridge: float = 1e-5) -> torch.Tensor:
     """Linear least-squares SH lighting (B, 27): photo ~ albedo * sum_k A_k L_k Y_k(n) / pi on the mask."""
     b = photo.shape[0]
     band = torch.tensor([BAND_FACTORS[BAND_OF_COEFFICIENT[k]] / math.pi for k in range(NUM_SH)],
@@ -115,6 +121,25 @@ def _solve_lighting(albedo, normals, photo, mask, ridge: float = 1e-3) -> torch.
     return out.reshape(b, 3 * NUM_SH)
 
 
+def _solve_texture(basis, mean, shading, photo, mask, sigma: float, prior: float) -> torch.Tensor:
+    """Albedo coefficients (B, Ka) by weighted linear least squares, the lighting fixed:
+    photo ~ shading * (mean + basis @ gamma) on the mask, plus ``prior * |gamma|^2``.
+
+    basis: (B, H, W, 3, Ka) per-pixel albedo basis; mean: (B, 3, H, W); shading: (B, 3, H, W) E(n)/pi."""
+    b, ka = basis.shape[0], basis.shape[-1]
+    out = torch.zeros(b, ka, dtype=photo.dtype, device=photo.device)
+    for i in range(b):
+        sel = mask[i, 0] > 0.5
+        if int(sel.sum()) < 50:
+            continue
+        sh = shading[i].permute(1, 2, 0)[sel]  # (P, 3)
+        a = (basis[i][sel] * sh[..., None]).reshape(-1, ka) / sigma  # (3P, Ka)
+        rhs = ((photo[i] - shading[i] * mean[i]).permute(1, 2, 0)[sel]).reshape(-1) / sigma
+        gram = a.T @ a + prior * torch.eye(ka, dtype=a.dtype, device=a.device)
+        out[i] = torch.linalg.solve(gram, a.T @ rhs)
+    return out
+
+
 def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, targets,
                     config: PhotometricConfig | None = None) -> PhotometricResult:
     """Refine a landmark fit of B faces against their photos.
@@ -124,6 +149,11 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
     fit used, px.
     """
     cfg = config or PhotometricConfig()
+    with torch_threads(cfg.threads):
+        return _fit_photometric(model, images, fit, targets, cfg)
+
+
+def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> PhotometricResult:
     start = time.perf_counter()
     dev, dt = model.vertices_mean.device, model.vertices_mean.dtype
     base = fit.params.to(device=dev, dtype=dt)
@@ -151,7 +181,8 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
     lo = torch.where(used[..., None], tgt, torch.full_like(tgt, float("inf"))).amin(1)
     hi = torch.where(used[..., None], tgt, torch.full_like(tgt, -float("inf"))).amax(1)
     face_size = (hi - lo).prod(-1).clamp_min(1.0).sqrt()
-    lm_scale = 1.0 / (cfg.landmark_sigma * face_size)
+    lm_cfg = cfg.landmarks or LandmarkFitConfig()
+    lm_scale = 1.0 / (lm_cfg.landmark_sigma * face_size)
     lm_faces = fit.vertex_ids.to(dev)
     lm_w = fit.weights.to(dev, dt)
     # landmarks without a model point project vertex 0 (finite, and masked out by `used`)
@@ -171,18 +202,36 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
         skin_region = torch.cat([torch.zeros(1, dtype=torch.bool), torch.tensor(
             [not (set(n.lower().replace("-", "_").split("_")) & _NON_SKIN) for n in model.region_names])])
         region = skin_region.to(dev)[labels].to(dt) * inside
-        weight = region * _chroma_weight(photo, region * (first.mask > 0.99).to(dt))
-        lighting0 = _solve_lighting(first.albedo, first.normals, photo, weight * (first.mask > 0.99).to(dt))
+        covered = (first.mask > 0.99).to(dt)
+        weight = region * _chroma_weight(photo, region * covered)
+        solve_mask = weight * covered
+        normals = first.normals
+        albedo = first.albedo
+        texture0 = base.texture.clone()
+        lighting0 = _solve_lighting(albedo, normals, photo, solve_mask)
+        if model.albedo_dim:
+            ka = model.albedo_dim
+            basis = interpolate(model.albedo_basis.reshape(model.num_vertices, 3 * ka), first.rast,
+                                model.triangles).reshape(b, s, s, 3, ka)
+            mean = interpolate(model.albedo_mean, first.rast, model.triangles).permute(0, 3, 1, 2)
+            for _ in range(cfg.closed_form_rounds):
+                shading = irradiance(normals.permute(0, 2, 3, 1).reshape(b, -1, 3), lighting0) / math.pi
+                shading = shading.reshape(b, s, s, 3).permute(0, 3, 1, 2)
+                texture0 = _solve_texture(basis, mean, shading, photo, solve_mask, cfg.photo_sigma,
+                                          cfg.texture_prior)
+                albedo = mean + torch.einsum("bhwck,bk->bchw", basis, texture0) * covered
+                lighting0 = _solve_lighting(albedo, normals, photo, solve_mask)
+            del basis
 
     blend = model.expression_kind == "blendshapes"
     names = ("identity", "expression", "texture", "rotation", "translation", "lighting")
-    init = {"identity": base.identity, "expression": base.expression, "texture": base.texture,
+    init = {"identity": base.identity, "expression": base.expression, "texture": texture0,
             "rotation": base.rotation, "translation": base.translation, "lighting": lighting0}
     var = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    lrs = {"identity": 0.05, "expression": 0.02 if blend else 0.05, "texture": 0.05, "rotation": 0.003,
-           "translation": 0.5, "lighting": 0.05}
+    lrs = {"identity": 0.01, "expression": 0.01, "texture": 0.01, "rotation": 3e-4, "translation": 0.1,
+           "lighting": 0.01}
     opt = torch.optim.Adam([{"params": [var[k]], "lr": lrs[k]} for k in names])
-    exp_prior = (1.0 / cfg.blendshape_sigma ** 2) if blend else cfg.expression_prior
+    exp_prior = (1.0 / lm_cfg.blendshape_sigma ** 2) if blend else lm_cfg.expression_prior
     history = []
 
     def objective(render_out, v):
@@ -190,26 +239,28 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
         diff = (render_out.image - photo).square().sum(1, keepdim=True).add(1e-8).sqrt()
         photo_term = (m * diff).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1.0)
         lm = landmarks_of(render_out.geometry.vertices_cam, cam)
-        d2 = torch.where(used, (lm - tgt).square().sum(-1), torch.zeros_like(lm[..., 0]))
-        e2 = (d2 * lm_scale[:, None] ** 2).sum(1)
-        prior = (cfg.identity_prior * v["identity"].square().sum(1) + exp_prior * v["expression"].square().sum(1)
+        d2 = torch.where(used, (lm - tgt).square().sum(-1), torch.ones_like(lm[..., 0]))
+        rho, _ = robust_loss(d2.sqrt() * lm_scale[:, None], lm_cfg.robust, lm_cfg.robust_threshold)
+        e2 = (rho * used).sum(1)
+        prior = (lm_cfg.identity_prior * v["identity"].square().sum(1) + exp_prior * v["expression"].square().sum(1)
                  + cfg.texture_prior * v["texture"].square().sum(1)
                  + cfg.lighting_prior * (v["lighting"] - lighting0).square().sum(1))
-        return cfg.photo_weight * photo_term + e2 + prior, lm
+        return cfg.photo_weight * photo_term, e2, prior
 
     bar = tqdm(range(cfg.steps), desc="photometric", unit="step", leave=False, disable=not cfg.progress)
     for _ in bar:
         opt.zero_grad()
         p = FaceParams(**{k: var[k] for k in names}, camera=cam, articulation=base.articulation)
         out = render_face(model, p, outputs=("image", "mask"))
-        loss, _ = objective(out, var)
+        terms = objective(out, var)
+        loss = sum(terms)
         loss.sum().backward()
         opt.step()
         with torch.no_grad():
             if blend:
-                var["expression"].clamp_(*cfg.blendshape_range)
-        history.append(float(loss.detach().mean()))
-        bar.set_postfix(loss=f"{history[-1]:.2f}")
+                var["expression"].clamp_(*lm_cfg.blendshape_range)
+        history.append([float(x.detach().mean()) for x in terms])
+        bar.set_postfix(loss=f"{sum(history[-1]):.2f}")
 
     with torch.no_grad():
         final = FaceParams(**{k: var[k].detach() for k in names}, camera=cam, articulation=base.articulation)
@@ -217,12 +268,12 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
         lm_after = landmarks_of(out.geometry.vertices_cam, cam)
         lm_before = landmarks_of(model(start_params).vertices_cam, cam)
 
-        def rms(lm):
-            d = torch.where(used, (lm - tgt).square().sum(-1), torch.zeros_like(lm[..., 0]))
-            return (d.sum(1) / used.sum(1)).sqrt() / torch.tensor([c.scale for c in crops], dtype=dt, device=dev)
+        def mean_error(lm):  # px of the original image
+            d = torch.where(used, (lm - tgt).norm(dim=-1), torch.zeros_like(lm[..., 0]))
+            return d.sum(1) / used.sum(1) / torch.tensor([c.scale for c in crops], dtype=dt, device=dev)
 
-        rms_before, rms_after = rms(lm_before), rms(lm_after)
-        keep = rms_after > rms_before * (1 + cfg.landmark_tolerance)
+        err_before, err_after = mean_error(lm_before), mean_error(lm_after)
+        keep = err_after > err_before * (1 + cfg.landmark_tolerance)
         geo = {k: torch.where(keep[:, None], init[k], var[k].detach())
                for k in ("identity", "expression", "rotation", "translation")}
         result = FaceParams(identity=geo["identity"], expression=geo["expression"], texture=var["texture"].detach(),
@@ -231,8 +282,8 @@ def fit_photometric(model, images: list[np.ndarray], fit: LandmarkFitResult, tar
         lm_crop = torch.where(keep[:, None, None], lm_before, lm_after)
         lm_img = torch.stack([crops[i].to_image(lm_crop[i]) for i in range(b)])
         lm_img = torch.where(torch.isfinite(fit.landmarks_2d.to(dev)), lm_img, torch.full_like(lm_img, float("nan")))
-        rms_after = torch.where(keep, rms_before, rms_after)
+        err_after = torch.where(keep, err_before, err_after)
     return PhotometricResult(params=result, landmarks_2d=lm_img, render=out.image.detach(), photo=photo,
-                             mask=(weight * out.mask).detach(), crops=crops, rms_before=rms_before,
-                             rms_after=rms_after, kept_landmark_geometry=keep, loss=history,
+                             mask=(weight * out.mask).detach(), crops=crops, error_before=err_before,
+                             error_after=err_after, kept_landmark_geometry=keep, loss=history,
                              seconds=time.perf_counter() - start)

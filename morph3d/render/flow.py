@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import torch
 
+from ..model.camera import PERSPECTIVE
 from ..model.morphable_model import MorphableModel
 from ..model.params import FaceParams
 from .rasterize import interpolate
-from .renderer import pixel_footprint, rasterize_face
+from .renderer import rasterize_face
 
 
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -19,12 +20,6 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> tor
     xs = torch.arange(width, device=device, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx, gy])
-
-
-def _gather(img: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
-    """img (B, H, W); integer coordinates (B, P) already inside the image -> (B, P)."""
-    b, h, w = img.shape
-    return img.reshape(b, h * w).gather(1, iy * w + ix)
 
 
 def render_flow(model: MorphableModel, params_target: FaceParams, params_source: FaceParams,
@@ -36,8 +31,9 @@ def render_flow(model: MorphableModel, params_target: FaceParams, params_source:
     triangle and barycentric coordinates) is posed with ``params_source`` and projected with the source
     camera to ``q``; ``flow = q - p``. So ``warp_by_flow(source_image, flow)`` looks like the target.
 
-    Returns ``flow (B, 2, H, W)`` pixels (0 on the target background) and ``valid (B, 1, H, W)`` bool:
-    target foreground whose point lands inside the source image and is seen there. "Seen" is tested on
+    Returns ``flow (B, 2, H, W)`` pixels (defined on the whole target foreground, occluded points
+    included; 0 on the background and for points behind the source camera) and ``valid (B, 1, H, W)``
+    bool: target foreground whose point lands inside the source image and is seen there. "Seen" is tested on
     each of the four source pixels around ``q`` (the bilinear footprint of the warp): every one must be
     foreground and show either a triangle sharing a vertex with the point's triangle or a surface within
     ``depth_tolerance`` mm of the point's depth (default: 3 pixel footprints at that depth); pixels with
@@ -54,41 +50,44 @@ def render_flow(model: MorphableModel, params_target: FaceParams, params_source:
         raise ValueError(f"target batch {params_target.batch_size} != source batch {params_source.batch_size}")
     _, _, rast_t = rasterize_face(model, params_target, backend=backend, near=near, far=far)
     geo_s, _, rast_s = rasterize_face(model, params_source, backend=backend, near=near, far=far)
+    cam = params_source.camera
     tri = model.triangles
     b, h, w, _ = rast_t.shape
     # the target's surface points, posed as in the source
-    depth_src_attr = -geo_s.vertices_cam[..., 2:3]
-    points = interpolate(geo_s.vertices_cam, rast_t, tri, backend=backend)  # (B, H, W, 3) mm, source frame
+    points = interpolate(geo_s.vertices_cam, rast_t, tri, backend=backend).reshape(b, h * w, 3)  # mm
+    d_point = -points.detach()[..., 2]
     fg_t = rast_t[..., 3].reshape(b, h * w) > 0
-    # background pixels get a harmless point in front of the camera so no inf/NaN reaches the gradients
-    safe = torch.where(fg_t[..., None], points.reshape(b, h * w, 3), points.new_tensor([0.0, 0.0, -1.0]))
-    q = params_source.camera.project(safe)  # (B, HW, 2)
+    usable = fg_t & (d_point > 1e-6) if cam.kind == PERSPECTIVE else fg_t
+    # other pixels project a harmless point so that no inf/NaN reaches the gradients
+    safe = torch.where(usable[..., None], points, points.new_tensor([0.0, 0.0, -1.0]))
+    q = cam.project(safe)  # (B, HW, 2)
     grid = pixel_grid(h, w, device=q.device, dtype=q.dtype).reshape(2, h * w).T  # (HW, 2)
-    flow = torch.where(fg_t[..., None], q - grid, torch.zeros_like(q))
+    flow = torch.where(usable[..., None], q - grid, torch.zeros_like(q))
 
     with torch.no_grad():
-        depth_s = interpolate(depth_src_attr, rast_s, tri, backend=backend)[..., 0]  # (B, H, W)
+        depth_s = interpolate(-geo_s.vertices_cam[..., 2:3], rast_s, tri, backend=backend)[..., 0]  # (B, H, W)
         tri_s = rast_s[..., 3].round().long() - 1  # (B, H, W)
-        d_point = -points.detach()[..., 2].reshape(b, h * w)
-        tol = (3.0 * pixel_footprint(d_point, params_source.camera) if depth_tolerance is None
-               else torch.full_like(d_point, float(depth_tolerance)))
-        own = tri[(rast_t[..., 3].round().long() - 1).clamp_min(0).reshape(b, h * w)]  # (B, HW, 3)
-        qd = q.detach()
-        finite = torch.isfinite(qd).all(-1)
-        qx = torch.where(finite, qd[..., 0], torch.full_like(qd[..., 0], -2.0))
-        qy = torch.where(finite, qd[..., 1], torch.full_like(qd[..., 1], -2.0))
-        valid = fg_t & finite & (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
+        bi, pi = torch.nonzero(usable, as_tuple=True)  # work on the candidate pixels only
+        qx, qy = q.detach()[bi, pi].unbind(-1)
+        d = d_point[bi, pi]
+        if depth_tolerance is not None:
+            tol = torch.full_like(d, float(depth_tolerance))
+        else:  # 3 pixel footprints
+            tol = 3.0 * (d if cam.kind == PERSPECTIVE else 1.0) / cam.focal.detach()[bi]
+        own = tri[rast_t[..., 3].reshape(b, h * w)[bi, pi].round().long() - 1]  # (P, 3)
+        ok = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
         x0, y0 = qx.floor(), qy.floor()
         fx, fy = qx - x0, qy - y0
         x0 = x0.long().clamp(0, w - 1)
         y0 = y0.long().clamp(0, h - 1)
         for ix, wx in ((x0, 1.0 - fx), ((x0 + 1).clamp_max(w - 1), fx)):
             for iy, wy in ((y0, 1.0 - fy), ((y0 + 1).clamp_max(h - 1), fy)):
-                seen = _gather(tri_s, ix, iy)
-                shares = (own[..., :, None] == tri[seen.clamp_min(0)][..., None, :]).flatten(2).any(-1)
-                near_depth = (_gather(depth_s, ix, iy) - d_point).abs() <= tol
-                valid &= ((seen >= 0) & (shares | near_depth)) | (wx * wy < 1e-3)
-    flow = flow * valid[..., None]
+                seen = tri_s[bi, iy, ix]
+                shares = (own[:, :, None] == tri[seen.clamp_min(0)][:, None, :]).flatten(1).any(-1)
+                near_depth = (depth_s[bi, iy, ix] - d).abs() <= tol
+                ok &= ((seen >= 0) & (shares | near_depth)) | (wx * wy < 1e-3)
+        valid = torch.zeros_like(fg_t)
+        valid[bi, pi] = ok
     return flow.permute(0, 2, 1).reshape(b, 2, h, w), valid.reshape(b, 1, h, w)
 
 

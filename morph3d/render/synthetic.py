@@ -18,6 +18,7 @@ from ..model.params import FaceParams
 from ..model.pose import euler_to_matrix
 from .renderer import render_face
 from .segmentation import region_segmentation
+from .visualize import srgb_to_linear
 
 
 @dataclass
@@ -50,18 +51,22 @@ def _uniform(gen: torch.Generator, shape, lo: float, hi: float) -> torch.Tensor:
 
 
 def smooth_noise(gen: torch.Generator, batch: int, size: tuple[int, int], octaves=(3, 6, 12, 24)) -> torch.Tensor:
-    """Random smooth colour noise (batch, 3, H, W) in [0, 1]: bilinearly upsampled random grids, each
-    octave half the amplitude of the previous one, plus a random base colour."""
+    """Random smooth colour noise (batch, 3, H, W), linear RGB in [0, 1].
+
+    Bilinearly upsampled random grids, each octave half the amplitude of the previous one, stretched to
+    [0, 1] per image, mixed 65/35 with a random base colour, drawn in sRGB and converted to linear.
+    """
     h, w = size
     out = torch.zeros(batch, 3, h, w, dtype=torch.float64)
-    amp, total = 1.0, 0.0
+    amp = 1.0
     for res in octaves:
         grid = torch.rand(batch, 3, res, res, generator=gen, dtype=torch.float64)
         out += amp * F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-        total += amp
         amp *= 0.5
+    lo = out.amin(dim=(1, 2, 3), keepdim=True)
+    hi = out.amax(dim=(1, 2, 3), keepdim=True)
     base = torch.rand(batch, 3, 1, 1, generator=gen, dtype=torch.float64)
-    return (0.5 * out / total + 0.5 * base).clamp(0.0, 1.0)
+    return srgb_to_linear(0.65 * (out - lo) / (hi - lo).clamp_min(1e-9) + 0.35 * base)
 
 
 class SyntheticFaces:
