@@ -20,7 +20,8 @@ Printed per image and in summary:
   column vectors, i.e. ``R = Rx(-pitch) Ry(-yaw) Rz(-roll)`` in morph3d's matrices; it is converted to
   morph3d's [yaw, pitch, roll] through the rotation matrix (checked on the one image with a pose:
   yaw ~ +44 turns the face to the image right in the photo, as in morph3d's convention).
-- seconds per image of the fit alone (detection excluded, reported separately), one image at a time.
+- seconds per image of the fit alone (detection excluded, reported separately), one image at a time;
+  ``+photo`` rows add the photometric refinement (and their time) to the landmark fit above them.
 
 Usage: ``python benchmarks/fit_accuracy.py [--limit N] [--photometric] [--no-eos] [--no-detect]
 [--threads T]``.
@@ -160,7 +161,7 @@ def summarise(rows, methods, label):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N manifest entries")
-    ap.add_argument("--photometric", action="store_true", help="also refine photometrically ('open' model)")
+    ap.add_argument("--photometric", action="store_true", help="also refine photometrically (224 px crops)")
     ap.add_argument("--no-eos", action="store_true")
     ap.add_argument("--no-detect", action="store_true", help="skip the dlib-detected landmark runs")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
         from morph3d.fitting import detect_faces
         detect = detect_faces
     photometric = None
-    if args.photometric and "open" in models:
+    if args.photometric:
         from morph3d.fitting import PhotometricConfig, fit_photometric
         photometric = (fit_photometric, PhotometricConfig(progress=False))
     print(f"torch threads: {torch.get_num_threads()}; {len(entries)} faces; models: {', '.join(models)}")
@@ -231,7 +232,7 @@ def main(argv=None) -> int:
                 key = f"morph3d-{name}/{src}"
                 row[key] = {**scores(r.landmarks_2d[0].numpy(), gt), "time": sec,
                             "pose": np.degrees(r.params.rotation[0].numpy())}
-                if photometric is not None and name == "open" and src == "gt":
+                if photometric is not None:
                     ph = photometric[0](models[name], [image], r, lm[None], photometric[1])
                     row[f"morph3d-{name}+photo/{src}"] = {**scores(ph.landmarks_2d[0].numpy(), gt),
                                                           "time": sec + ph.seconds,
@@ -258,6 +259,16 @@ def main(argv=None) -> int:
     summarise(rows, methods, "all faces")
     human = [r for r in rows if r["human"]]
     summarise(human, methods, "human-annotated faces only")
+    if photometric is not None:
+        print("\nphotometric refinement vs the landmark fit it starts from (NME io68 against the ground truth):")
+        for m in methods:
+            if "+photo/" not in m:
+                continue
+            base = m.replace("+photo", "")
+            pairs = [(r[base]["io68"], r[m]["io68"]) for r in rows if m in r and base in r]
+            worse = sum(after > before + 1e-9 for before, after in pairs)
+            before, after = (np.mean([p[i] for p in pairs]) * 100 for i in (0, 1))
+            print(f"  {m:30s} mean {before:.3f} -> {after:.3f} %, worse on {worse} of {len(pairs)} faces")
     if det_times:
         print(f"\ndlib detection: {np.mean(det_times):.3f} s/image; no matching face in {len(det_missed)}: "
               f"{', '.join(det_missed)}")

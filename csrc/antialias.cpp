@@ -6,8 +6,10 @@
 //   triangle using that edge and flip = 1 when u runs along the edge in the same direction
 //   (inconsistent winding); adj = -1 when the edge has one triangle or more than two (it is
 //   then always a silhouette candidate). Triangles with a repeated vertex are ignored.
-// antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, adj) -> out (B,H,W,C)
-// antialias_bwd(color, rast, pos, tri, adj, grad_out) -> (grad_color, grad_pos)
+// antialias_fwd(color (B,H,W,C), rast (B,H,W,4), pos (B,N,4), tri, adj)
+//   -> (out (B,H,W,C), facing (B,F) int8, alpha (B,H,W,2)); facing and alpha (the blend weight
+//   of the pair to the right / below each pixel) are kept for the backward pass.
+// antialias_bwd(color, rast, pos, tri, adj, facing, alpha, grad_out) -> (grad_color, grad_pos)
 //
 // For every horizontally or vertically adjacent pixel pair whose triangle ids differ, start
 // from the triangle of the pixel in front (smaller z/w; a covered pixel beats background) and
@@ -232,12 +234,13 @@ inline bool load_corners(const scalar_t* pb, const int32_t* tri, int64_t t, doub
 }
 
 // Analyse the pair (x, y) -> (x + 1, y) (dir 0) or (x, y + 1) (dir 1) of image b.
+// near (may be null) marks the pixels worth analysing; facing is (B, F).
 template <typename scalar_t>
-bool analyse_pair(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
-                  const int32_t* tri, const int32_t* adj, int64_t b, int64_t x, int64_t y, int dir, bool want_grad,
-                  Hit& hit) {
+bool analyse_pair(const Image& im, const int8_t* facing_all, const uint8_t* near, const scalar_t* rast,
+                  const scalar_t* pos, const int32_t* tri, const int32_t* adj, int64_t b, int64_t x, int64_t y, int dir,
+                  bool want_grad, Hit& hit) {
   const int64_t q0 = (b * im.H + y) * im.W + x, q1 = q0 + (dir == 0 ? 1 : im.W);
-  if (!prep.near[q0] && !prep.near[q1]) return false;
+  if (near && !near[q0] && !near[q1]) return false;
   const scalar_t* r0 = rast + q0 * 4;
   const scalar_t* r1 = rast + q1 * 4;
   const int64_t t0 = rast_triangle(r0, im.F), t1 = rast_triangle(r1, im.F);
@@ -252,7 +255,7 @@ bool analyse_pair(const Image& im, const Prepared& prep, const scalar_t* rast, c
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
   const double eps = 1.0 / 16.0;  // tolerated inaccuracy of the crossing point, in pixels
   const scalar_t* pb = pos + b * im.N * 4;
-  const int8_t* facing = prep.facing.data() + b * im.F;
+  const int8_t* facing = facing_all + b * im.F;
 
   // Walk from the front triangle towards the other pixel until a silhouette edge.
   int64_t t = front ? t1 : t0;
@@ -324,24 +327,20 @@ bool analyse_pair(const Image& im, const Prepared& prep, const scalar_t* rast, c
   return true;
 }
 
-// Per-pair alphas of a whole batch: ah for (x,y)-(x+1,y), av for (x,y)-(x,y+1). When rows is
-// given, rows[b * H + y] collects the active pairs with their gradient data.
+// Blend weights of all pairs: alpha[q, 0] for (x,y)-(x+1,y), alpha[q, 1] for (x,y)-(x,y+1).
 template <typename scalar_t>
 void analyse_all(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
-                 const int32_t* tri, const int32_t* adj, std::vector<double>& ah, std::vector<double>& av,
-                 std::vector<std::vector<Hit>>* rows) {
+                 const int32_t* tri, const int32_t* adj, scalar_t* alpha) {
   at::parallel_for(0, im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / im.H, y = row % im.H;
       for (int dir = 0; dir < 2; ++dir) {
-        if (dir == 1 && y == im.H - 1) break;
         const int64_t xend = dir == 0 ? im.W - 1 : im.W;
-        double* dst = (dir == 0 ? ah : av).data() + row * im.W;
+        if (dir == 1 && y == im.H - 1) continue;
         for (int64_t x = 0; x < xend; ++x) {
           Hit hit;
-          if (!analyse_pair(im, prep, rast, pos, tri, adj, b, x, y, dir, rows != nullptr, hit)) continue;
-          dst[x] = hit.alpha;
-          if (rows && hit.active) (*rows)[row].push_back(hit);
+          if (analyse_pair(im, prep.facing.data(), prep.near.data(), rast, pos, tri, adj, b, x, y, dir, false, hit))
+            alpha[((row * im.W) + x) * 2 + dir] = (scalar_t)hit.alpha;
         }
       }
     }
@@ -369,19 +368,23 @@ Image image_of(const at::Tensor& color, const at::Tensor& pos, const at::Tensor&
   return Image{color.size(0), color.size(1), color.size(2), color.size(3), pos.size(1), tri.size(0)};
 }
 
-at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, const at::Tensor& pos_in,
-                         const at::Tensor& tri_in, const at::Tensor& adj_in) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in,
+                                                             const at::Tensor& pos_in, const at::Tensor& tri_in,
+                                                             const at::Tensor& adj_in) {
   check_inputs(color_in, rast_in, pos_in, tri_in, adj_in);
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
   const at::Tensor tri = tri_in.contiguous(), adj = adj_in.contiguous();
   const Image im = image_of(color, pos, tri);
   at::Tensor out = at::empty_like(color);
+  at::Tensor facing = at::empty({im.B, im.F}, tri.options().dtype(at::kChar));
+  at::Tensor alpha = at::zeros({im.B, im.H, im.W, 2}, color.options());
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     const scalar_t* p = pos.data_ptr<scalar_t>();
     const Prepared prep = prepare(im, p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>());
-    std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
-    analyse_all(im, prep, rast.data_ptr<scalar_t>(), p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(), ah, av,
-                nullptr);
+    std::copy(prep.facing.begin(), prep.facing.end(), facing.data_ptr<int8_t>());
+    const scalar_t* al = alpha.data_ptr<scalar_t>();
+    analyse_all(im, prep, rast.data_ptr<scalar_t>(), p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(),
+                alpha.data_ptr<scalar_t>());
     const scalar_t* c = color.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
@@ -392,37 +395,38 @@ at::Tensor antialias_fwd(const at::Tensor& color_in, const at::Tensor& rast_in, 
         scalar_t* oq = o + q * C;
         for (int64_t k = 0; k < C; ++k) oq[k] = cq[k];
         // The four pairs this pixel belongs to; each adds alpha * (c[p1] - c[p0]) if it targets q.
-        auto add = [&](double alpha, int64_t p0, int64_t p1) {
-          for (int64_t k = 0; k < C; ++k) oq[k] += (scalar_t)(alpha * ((double)c[p1 * C + k] - (double)c[p0 * C + k]));
+        auto add = [&](double a, int64_t p0, int64_t p1) {
+          for (int64_t k = 0; k < C; ++k) oq[k] += (scalar_t)(a * ((double)c[p1 * C + k] - (double)c[p0 * C + k]));
         };
-        if (x + 1 < W && ah[q] > 0.0) add(ah[q], q, q + 1);
-        if (x > 0 && ah[q - 1] < 0.0) add(ah[q - 1], q - 1, q);
-        if (y + 1 < H && av[q] > 0.0) add(av[q], q, q + W);
-        if (y > 0 && av[q - W] < 0.0) add(av[q - W], q - W, q);
+        if (x + 1 < W && al[q * 2] > 0) add(al[q * 2], q, q + 1);
+        if (x > 0 && al[(q - 1) * 2] < 0) add(al[(q - 1) * 2], q - 1, q);
+        if (y + 1 < H && al[q * 2 + 1] > 0) add(al[q * 2 + 1], q, q + W);
+        if (y > 0 && al[(q - W) * 2 + 1] < 0) add(al[(q - W) * 2 + 1], q - W, q);
       }
     });
   });
-  return out;
+  return {out, facing, alpha};
 }
 
 std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, const at::Tensor& rast_in,
                                                  const at::Tensor& pos_in, const at::Tensor& tri_in,
-                                                 const at::Tensor& adj_in, const at::Tensor& grad_in) {
+                                                 const at::Tensor& adj_in, const at::Tensor& facing_in,
+                                                 const at::Tensor& alpha_in, const at::Tensor& grad_in) {
   check_inputs(color_in, rast_in, pos_in, tri_in, adj_in);
   TORCH_CHECK(grad_in.sizes() == color_in.sizes(), "morph3d antialias_bwd: grad must match color");
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
   const at::Tensor tri = tri_in.contiguous(), adj = adj_in.contiguous();
-  const at::Tensor grad = grad_in.to(color.scalar_type()).contiguous();
+  const at::Tensor facing = facing_in.contiguous(), alpha = alpha_in.to(color.scalar_type()).contiguous();
   const Image im = image_of(color, pos, tri);
+  TORCH_CHECK(facing.scalar_type() == at::kChar && facing.numel() == im.B * im.F,
+              "morph3d antialias_bwd: facing must be (B, F) int8 from antialias_fwd");
+  TORCH_CHECK(alpha.numel() == im.B * im.H * im.W * 2, "morph3d antialias_bwd: alpha must be (B, H, W, 2)");
+  const at::Tensor grad = grad_in.to(color.scalar_type()).contiguous();
   at::Tensor grad_color = at::empty_like(color);
   at::Tensor grad_pos = at::zeros_like(pos);
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
     const scalar_t* p = pos.data_ptr<scalar_t>();
-    const Prepared prep = prepare(im, p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>());
-    std::vector<double> ah(im.B * im.H * im.W, 0.0), av(im.B * im.H * im.W, 0.0);
-    std::vector<std::vector<Hit>> rows(im.B * im.H);
-    analyse_all(im, prep, rast.data_ptr<scalar_t>(), p, tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(), ah, av,
-                &rows);
+    const scalar_t* al = alpha.data_ptr<scalar_t>();
     const scalar_t* c = color.data_ptr<scalar_t>();
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gc = grad_color.data_ptr<scalar_t>();
@@ -431,17 +435,35 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     at::parallel_for(0, im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t x = q % W, y = (q / W) % H;
+        const double ar = x + 1 < W ? (double)al[q * 2] : 0.0, al_ = x > 0 ? (double)al[(q - 1) * 2] : 0.0;
+        const double ad = y + 1 < H ? (double)al[q * 2 + 1] : 0.0, au = y > 0 ? (double)al[(q - W) * 2 + 1] : 0.0;
         for (int64_t k = 0; k < C; ++k) {
           double acc = (double)g[q * C + k];
-          if (x + 1 < W && ah[q] != 0.0) acc -= ah[q] * (double)g[(ah[q] > 0.0 ? q : q + 1) * C + k];
-          if (x > 0 && ah[q - 1] != 0.0) acc += ah[q - 1] * (double)g[(ah[q - 1] > 0.0 ? q - 1 : q) * C + k];
-          if (y + 1 < H && av[q] != 0.0) acc -= av[q] * (double)g[(av[q] > 0.0 ? q : q + W) * C + k];
-          if (y > 0 && av[q - W] != 0.0) acc += av[q - W] * (double)g[(av[q - W] > 0.0 ? q - W : q) * C + k];
+          if (ar != 0.0) acc -= ar * (double)g[(ar > 0.0 ? q : q + 1) * C + k];
+          if (al_ != 0.0) acc += al_ * (double)g[(al_ > 0.0 ? q - 1 : q) * C + k];
+          if (ad != 0.0) acc -= ad * (double)g[(ad > 0.0 ? q : q + W) * C + k];
+          if (au != 0.0) acc += au * (double)g[(au > 0.0 ? q - W : q) * C + k];
           gc[q * C + k] = (scalar_t)acc;
         }
       }
     });
-    // Position gradients: few pairs, scattered in row order (deterministic).
+    // Position gradients: redo the analysis of the pairs that blended, with derivatives.
+    std::vector<std::vector<Hit>> rows(im.B * H);
+    at::parallel_for(0, im.B * H, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t row = lo; row < hi; ++row) {
+        const int64_t b = row / H, y = row % H;
+        for (int dir = 0; dir < 2; ++dir)
+          for (int64_t x = 0; x < W; ++x) {
+            if (al[(row * W + x) * 2 + dir] == 0) continue;
+            Hit hit;
+            if (analyse_pair(im, facing.data_ptr<int8_t>(), (const uint8_t*)nullptr, rast.data_ptr<scalar_t>(), p,
+                             tri.data_ptr<int32_t>(), adj.data_ptr<int32_t>(), b, x, y, dir, true, hit) &&
+                hit.active)
+              rows[row].push_back(hit);
+          }
+      }
+    });
+    // Scatter in row order (deterministic).
     std::vector<double> acc(im.B * im.N * 4, 0.0);
     for (int64_t row = 0; row < im.B * H; ++row) {
       const int64_t b = row / H;
@@ -470,8 +492,10 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
 
 TORCH_LIBRARY_FRAGMENT(morph3d, m) {
   m.def("antialias_topology(Tensor tri) -> Tensor");
-  m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) -> Tensor");
-  m.def("antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor grad_out) -> (Tensor, Tensor)");
+  m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor facing, Tensor alpha, "
+      "Tensor grad_out) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(morph3d, CPU, m) {

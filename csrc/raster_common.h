@@ -1,29 +1,87 @@
 // Helpers shared by the CPU rasterization kernels (rasterize.cpp, interpolate.cpp,
 // antialias.cpp). Conventions: clip positions are (X, Y, Z, W) as in nvdiffrast; the
 // pixel in column i has its centre at NDC x = (2 i + 1) / width - 1 (same for rows).
+//
+// Threading: plain std::threads with dynamic chunking and blocking joins, not OpenMP. On
+// shared, oversubscribed machines OpenMP's spin-waiting at barriers made 2 threads several
+// times slower than 1; here a waiting thread sleeps and an idle one takes the next chunk.
 #pragma once
 
-#include <ATen/Parallel.h>
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 namespace morph3d_raster {
 
 // Threads to use: torch's intra-op setting (torch.set_num_threads).
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
 
+// Run work(w) for w in [0, workers) on that many threads (the caller is worker 0).
+template <typename Work>
+void run_workers(int workers, const Work& work) {
+  if (workers <= 1) {
+    work(0);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto guarded = [&](int w) {
+    try {
+      work(w);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(workers - 1);
+  int started = 1;
+  for (int w = 1; w < workers; ++w) {
+    try {
+      threads.emplace_back(guarded, w);
+      ++started;
+    } catch (const std::system_error&) {
+      break;  // no more threads available: the remaining workers run inline below
+    }
+  }
+  guarded(0);
+  for (int w = started; w < workers; ++w) guarded(w);
+  for (std::thread& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+// body(lo, hi) over [0, n) in chunks of `grain`, handed out dynamically to the threads.
+template <typename Body>
+void parallel_for(int64_t n, int64_t grain, const Body& body) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t chunks = (n + grain - 1) / grain;
+  const int workers = (int)std::min<int64_t>(num_threads(), chunks);
+  std::atomic<int64_t> next{0};
+  run_workers(workers, [&](int) {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+      body(c * grain, std::min(n, (c + 1) * grain));
+  });
+}
+
 // NDC coordinate of the centre of pixel i along an axis of n pixels.
 inline double pixel_ndc(int64_t i, int64_t n) { return (2.0 * (double)i + 1.0) / (double)n - 1.0; }
 
-// [lo, hi) slice of n items owned by thread tid of nt. Scatter-adds use owner-computes:
-// every thread walks all contributions in one fixed order and keeps those landing in its
-// own slice, so each sum is formed in the same order whatever the thread count.
-inline void owner_slice(int64_t n, int tid, int nt, int64_t& lo, int64_t& hi) {
-  lo = n * tid / nt;
-  hi = n * (tid + 1) / nt;
+// [lo, hi) slice of n items owned by worker w of nw. Scatter-adds use owner-computes: every
+// worker walks all contributions in one fixed order and keeps those landing in its own
+// slice, so each sum is formed in the same order whatever the thread count.
+inline void owner_slice(int64_t n, int w, int nw, int64_t& lo, int64_t& hi) {
+  lo = n * w / nw;
+  hi = n * (w + 1) / nw;
 }
 
 // Triangle id stored in channel 3 of a rast pixel (id + 1, 0 = background) -> id or -1.

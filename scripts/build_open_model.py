@@ -993,14 +993,14 @@ def landmarks(mesh: Mesh, base: Mesh, mapping_path: Path) -> tuple[np.ndarray, n
     Each mapping entry is a MediaPipe triangle (vertex triple) and barycentric weights; the point
     keeps its parametric position inside that triangle through the subdivision.
     """
-    entries = json.loads(Path(mapping_path).read_text())["landmarks"]
+    entries = json.loads(Path(mapping_path).read_text())["ibug68"]
     if len(entries) != canonical.NUM_LANDMARKS:
         raise ValueError(f"{mapping_path}: expected {canonical.NUM_LANDMARKS} landmarks, got {len(entries)}")
     by_corners = {tuple(sorted(f)): i for i, f in enumerate(base.triangles.tolist())}
     faces = np.full(len(entries), -1, dtype=np.int64)
     bary = np.zeros((len(entries), 3))
     for k, e in enumerate(sorted(entries, key=lambda e: e["ibug"])):
-        corners, weights = list(e["triangle"]), np.asarray(e["bary"], dtype=float)
+        corners, weights = list(e["triangle"]), np.asarray(e["barycentric"], dtype=float)
         tri = by_corners.get(tuple(sorted(corners)))
         if tri is None:
             raise ValueError(f"{mapping_path}: iBUG {e['ibug']}: {corners} is not a MediaPipe triangle")

@@ -152,3 +152,29 @@ def test_argument_errors_exit_2(scene, tmp_path, capsys, case, message):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(s["photos"] / "second.png")
     assert fit(*args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_missing_detector_package_exit_2(scene, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from morph3d.fitting import detect
+    detect._dlib_models.cache_clear()
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if dlib were not installed
+    assert fit(scene["photos"], "--out", tmp_path / "o", "--model", scene["model"]) == 2
+    assert "pip install -e .[detect]" in capsys.readouterr().err
+    detect._dlib_models.cache_clear()
+
+
+def test_all_faces_on_a_group_photo(tmp_path):
+    pytest.importorskip("dlib")
+    from conftest import shared_path
+    photo = shared_path("data", "faces", "images", "dlib_pascal", "2008_002506.jpg")  # three people
+    model = shared_path("models", "sfm", "sfm_shape_3448.bin")
+    out = tmp_path / "o"
+    assert fit(photo, "--out", out, "--model", model, "--all-faces") == 0
+    rec = json.loads((out / "2008_002506.json").read_text())
+    assert len(rec["faces"]) == 3 and rec["landmarks68"] == rec["faces"][0]["landmarks68"]
+    assert [f["mesh"] for f in rec["faces"]] == ["2008_002506.obj", "2008_002506_face1.obj", "2008_002506_face2.obj"]
+    assert all((out / f["mesh"]).is_file() for f in rec["faces"])
+    areas = [(f["face_box"][2] - f["face_box"][0]) * (f["face_box"][3] - f["face_box"][1]) for f in rec["faces"]]
+    assert areas == sorted(areas, reverse=True)

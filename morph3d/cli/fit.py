@@ -31,19 +31,11 @@ def add_parser(sub):
 
 
 def _check_detector(name: str) -> None:
-    from morph3d.fitting.detect import _dlib_models, mediapipe_mapping
+    """Fail once, up front, when the detector's package or model file is missing."""
+    from morph3d.fitting.detect import check_detector
     from morph3d.fitting.errors import MissingDependencyError
     try:
-        if name == "dlib":
-            _dlib_models()
-        else:
-            import importlib
-            try:
-                importlib.import_module("mediapipe")
-            except ImportError as exc:
-                raise MissingDependencyError("the mediapipe detector needs mediapipe, which is not installed: "
-                                             "run `pip install -e .[mediapipe]` (or pass --landmarks)") from exc
-            mediapipe_mapping()
+        check_detector(name)
     except MissingDependencyError as exc:
         raise CommandError(str(exc)) from exc
 

@@ -11,7 +11,8 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
 - ``<stem>.json``: ``landmarks68`` (the fitted model's 68 landmarks in the image, 0-based px, null where
   the model has none), ``pose`` ([yaw, pitch, roll] degrees, ``docs/conventions.md``), ``params``
   (``FaceParams.to_dict()``), ``time_s``, the model, the landmarks used and where they came from; with
-  ``all_faces`` also ``faces``: the same record for every face, largest first (the top level is face 0).
+  ``all_faces`` also ``faces``: the same record for every face, largest detection box first (the top
+  level is face 0). ``face_box`` is the detector's box [x0, y0, x1, y1] (null for a landmark file).
 
 An image counts as done when its JSON exists, parses, is marked complete and was made with the same
 model, landmark source and fitting mode; done images are skipped. A failing image does not stop the
@@ -145,13 +146,15 @@ class FitPipeline:
                 and record.get("options") == self.signature(job))
 
     # ---- one image -------------------------------------------------------------------------
-    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, str]:
+    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, list, str]:
+        """-> landmarks (F, 68, 2), face boxes (F; None for a landmark file), source description."""
         if job.landmarks is not None:
             lm = read_landmarks(job.landmarks)
             check_in_image(lm, image.shape[:2], str(job.landmarks))
-            return lm[None], f"file:{job.landmarks}"
+            return lm[None], [None], f"file:{job.landmarks}"
         faces = detect_faces(image, self.detector, self.all_faces, source=str(job.image))
-        return np.stack([f.landmarks for f in faces]), f"detector:{self.detector}"
+        return (np.stack([f.landmarks for f in faces]), [[float(v) for v in f.box] for f in faces],
+                f"detector:{self.detector}")
 
     def fit_image(self, job: Job, out_dir: Path) -> dict:
         """Fit one image and write its outputs; returns the JSON record. Raises on failure (after
@@ -164,7 +167,7 @@ class FitPipeline:
         if job.problem:
             raise FitInputError(job.problem)
         image = load_image(job.image)
-        given, source = self._landmarks(job, image)
+        given, boxes, source = self._landmarks(job, image)
         fit = self.fitter.fit(given, image.shape[:2])
         params, fitted, kind = fit.params, fit.landmarks_2d, "landmarks"
         extra = {"rms_px": fit.rms_px.tolist()}
@@ -190,7 +193,8 @@ class FitPipeline:
             for k in range(len(given)):
                 d = params[k].to_dict()
                 faces.append({"landmarks68": _json_list(fitted[k]), "pose": d["pose_deg"][0], "params": d,
-                              "landmarks_input": _json_list(given[k]), "mesh": paths["meshes"][k].name,
+                              "landmarks_input": _json_list(given[k]), "face_box": boxes[k],
+                              "mesh": paths["meshes"][k].name,
                               "fit": {"kind": kind, **{n: v[k] for n, v in extra.items()}}})
             record = {**faces[0], "image": job.image.name, "image_size": list(image.shape[:2]),
                       "model": self.model.name, "model_source": self.model_source, "landmarks_source": source,

@@ -43,12 +43,12 @@ class Detection:
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
-def _require(module: str, package: str, extra: str):
+def _require(detector: str, module: str, package: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(f"the '{extra.strip('.[]')}' detector needs {package}, which is not "
-                                     f"installed: run `pip install -e {extra}` (or pass --landmarks)") from exc
+        raise MissingDependencyError(f"the {detector} detector needs {package}, which is not installed: "
+                                     f"run `pip install -e {extra}` (or pass --landmarks)") from exc
 
 
 def _dlib_predictor_path() -> str:
@@ -66,7 +66,7 @@ def _dlib_predictor_path() -> str:
 
 @lru_cache(maxsize=1)
 def _dlib_models():
-    dlib = _require("dlib", "dlib (the dlib-bin package)", ".[detect]")
+    dlib = _require("dlib", "dlib", "dlib (the dlib-bin package)", ".[detect]")
     return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(_dlib_predictor_path())
 
 
@@ -105,7 +105,7 @@ def mediapipe_mapping() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _detect_mediapipe(image: np.ndarray, max_faces: int) -> list[Detection]:
-    mp = _require("mediapipe", "mediapipe", ".[mediapipe]")
+    mp = _require("mediapipe", "mediapipe", "mediapipe", ".[mediapipe]")
     ids, weights = mediapipe_mapping()
     small, (sx, sy) = resize_longest(image, DETECT_MAX_SIDE)
     h, w = small.shape[:2]
@@ -122,6 +122,17 @@ def _detect_mediapipe(image: np.ndarray, max_faces: int) -> list[Detection]:
         box = np.concatenate([full.min(axis=0), full.max(axis=0)])
         out.append(Detection(box, ibug, 1.0))
     return out
+
+
+def check_detector(detector: str) -> None:
+    """Load ``detector``'s package and model now; raises :class:`MissingDependencyError` if missing."""
+    if detector == "dlib":
+        _dlib_models()
+    elif detector == "mediapipe":
+        _require("mediapipe", "mediapipe", "mediapipe", ".[mediapipe]")
+        mediapipe_mapping()
+    else:
+        raise ValueError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
 
 
 def detect_faces(image: np.ndarray, detector: str = "dlib", all_faces: bool = False,

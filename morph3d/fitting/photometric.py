@@ -32,12 +32,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, irradiance, sh_basis
+from ..model.camera import Camera
 from ..model.params import FaceParams
 from ..render import interpolate, region_segmentation, render_face, srgb_to_linear
 from .crop import Crop
 from .landmark_fit import LandmarkFitConfig, LandmarkFitResult, robust_loss
 from .threads import torch_threads
 
+GEOMETRY = ("identity", "expression", "rotation", "translation")
 _NON_SKIN = {"eye", "eyes", "eyeball", "eyeballs", "brow", "brows", "eyebrow", "eyebrows", "lip", "lips",
              "mouth", "teeth", "tongue", "hair", "scalp", "ear", "ears", "neck", "nostril", "nostrils"}
 
@@ -175,8 +177,8 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
         inside.append(torch.from_numpy(ins)[None].to(dev, dt))
     photo = srgb_to_linear(torch.stack(photos))
     inside = torch.stack(inside)
-    cam = cams[0].__class__(torch.cat([c.focal for c in cams]), torch.cat([c.principal for c in cams]), (s, s),
-                            base.camera.kind)
+    cam = Camera(torch.cat([c.focal for c in cams]), torch.cat([c.principal for c in cams]), (s, s),
+                 base.camera.kind)
     tgt = torch.stack([crops[i].to_crop(targets[i]) for i in range(b)])
     lo = torch.where(used[..., None], tgt, torch.full_like(tgt, float("inf"))).amin(1)
     hi = torch.where(used[..., None], tgt, torch.full_like(tgt, -float("inf"))).amax(1)
@@ -263,25 +265,23 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
         bar.set_postfix(loss=f"{sum(history[-1]):.2f}")
 
     with torch.no_grad():
-        final = FaceParams(**{k: var[k].detach() for k in names}, camera=cam, articulation=base.articulation)
-        out = render_face(model, final, outputs=("image", "mask"))
-        lm_after = landmarks_of(out.geometry.vertices_cam, cam)
-        lm_before = landmarks_of(model(start_params).vertices_cam, cam)
+        refined = FaceParams(**{k: var[k].detach() for k in names}, camera=cam, articulation=base.articulation)
+        lm_crop = landmarks_of(model(refined).vertices_cam, cam)
+        lm_after = torch.stack([crops[i].to_image(lm_crop[i]) for i in range(b)])
+        lm_before = fit.landmarks_2d.to(dev, dt)
 
         def mean_error(lm):  # px of the original image
-            d = torch.where(used, (lm - tgt).norm(dim=-1), torch.zeros_like(lm[..., 0]))
-            return d.sum(1) / used.sum(1) / torch.tensor([c.scale for c in crops], dtype=dt, device=dev)
+            d = torch.where(used, (lm - targets).norm(dim=-1), torch.zeros_like(lm[..., 0]))
+            return d.sum(1) / used.sum(1)
 
         err_before, err_after = mean_error(lm_before), mean_error(lm_after)
         keep = err_after > err_before * (1 + cfg.landmark_tolerance)
-        geo = {k: torch.where(keep[:, None], init[k], var[k].detach())
-               for k in ("identity", "expression", "rotation", "translation")}
-        result = FaceParams(identity=geo["identity"], expression=geo["expression"], texture=var["texture"].detach(),
-                            rotation=geo["rotation"], translation=geo["translation"],
-                            lighting=var["lighting"].detach(), camera=base.camera, articulation=base.articulation)
-        lm_crop = torch.where(keep[:, None, None], lm_before, lm_after)
-        lm_img = torch.stack([crops[i].to_image(lm_crop[i]) for i in range(b)])
-        lm_img = torch.where(torch.isfinite(fit.landmarks_2d.to(dev)), lm_img, torch.full_like(lm_img, float("nan")))
+        final = {k: torch.where(keep[:, None], init[k], var[k].detach()) if k in GEOMETRY else var[k].detach()
+                 for k in names}
+        out = render_face(model, FaceParams(**final, camera=cam, articulation=base.articulation),
+                          outputs=("image", "mask"))
+        result = FaceParams(**final, camera=base.camera, articulation=base.articulation)
+        lm_img = torch.where(keep[:, None, None] | ~torch.isfinite(lm_before), lm_before, lm_after)
         err_after = torch.where(keep, err_before, err_after)
     return PhotometricResult(params=result, landmarks_2d=lm_img, render=out.image.detach(), photo=photo,
                              mask=(weight * out.mask).detach(), crops=crops, error_before=err_before,

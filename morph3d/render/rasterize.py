@@ -51,7 +51,8 @@ def _check_float(t: object, name: str, shape: str) -> torch.Tensor:
 
 
 def _check_finite(t: torch.Tensor, name: str) -> None:
-    if not bool(torch.isfinite(t).all()):
+    lo, hi = torch.aminmax(t.detach())  # one pass; NaN propagates into both
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -168,14 +169,14 @@ class _InterpolateCPU(torch.autograd.Function):
 class _AntialiasCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, color, rast, clip_pos, tri32, adjacency):
-        ctx.save_for_backward(color, rast, clip_pos, tri32, adjacency)
-        return ops().antialias_fwd(color, rast, clip_pos, tri32, adjacency)
+        out, facing, alpha = ops().antialias_fwd(color, rast, clip_pos, tri32, adjacency)
+        ctx.save_for_backward(color, rast, clip_pos, tri32, adjacency, facing, alpha)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        color, rast, clip_pos, tri32, adjacency = ctx.saved_tensors
-        grad_color, grad_pos = ops().antialias_bwd(color, rast, clip_pos, tri32, adjacency, grad_out)
+        grad_color, grad_pos = ops().antialias_bwd(*ctx.saved_tensors, grad_out)
         return grad_color, None, grad_pos, None, None
 
 
