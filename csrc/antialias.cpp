@@ -30,8 +30,6 @@
 // of finely tessellated meshes cost nothing. All passes are race-free and deterministic.
 #include "raster_common.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -41,6 +39,7 @@
 namespace {
 
 using morph3d_raster::num_threads;
+using morph3d_raster::parallel_for;
 using morph3d_raster::rast_triangle;
 
 // ---------------------------------------------------------------------------------------
@@ -138,7 +137,7 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
   Prepared prep;
   const int64_t BF = im.B * im.F, HW = im.H * im.W;
   prep.facing.resize(BF);
-  at::parallel_for(0, BF, 4096, [&](int64_t lo, int64_t hi) {
+  parallel_for(BF, 4096, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t b = it / im.F, t = it % im.F;
       double P[3][3];
@@ -158,35 +157,36 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
   const int nt = num_threads();
   std::vector<uint8_t> masks((size_t)nt * im.B * HW, 0);
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
-#pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num();
-    uint8_t* mask = masks.data() + (size_t)tid * im.B * HW;
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < BF; ++it) {
-      const int64_t b = it / im.F, t = it % im.F;
-      const int8_t* fb = prep.facing.data() + b * im.F;
-      if (fb[t] == 0) continue;
-      for (int k = 0; k < 3; ++k) {
-        if (!is_silhouette(fb, adj, t, k)) continue;
-        double xs[2], ys[2];
-        for (int e = 0; e < 2; ++e) {
-          const scalar_t* v = pos + (b * im.N + tri[t * 3 + (k + 1 + e) % 3]) * 4;
-          xs[e] = ((double)v[0] / (double)v[3] + 1.0) * hw - 0.5;
-          ys[e] = ((double)v[1] / (double)v[3] + 1.0) * hh - 0.5;
+  const int64_t grain = 2048, chunks = (BF + grain - 1) / grain;
+  std::atomic<int64_t> next{0};
+  morph3d_raster::run_workers(nt, [&](int worker) {
+    uint8_t* mask = masks.data() + (size_t)worker * im.B * HW;
+    for (int64_t chunk = next++; chunk < chunks; chunk = next++) {
+      for (int64_t it = chunk * grain; it < std::min(BF, (chunk + 1) * grain); ++it) {
+        const int64_t b = it / im.F, t = it % im.F;
+        const int8_t* fb = prep.facing.data() + b * im.F;
+        if (fb[t] == 0) continue;
+        for (int k = 0; k < 3; ++k) {
+          if (!is_silhouette(fb, adj, t, k)) continue;
+          double xs[2], ys[2];
+          for (int e = 0; e < 2; ++e) {
+            const scalar_t* v = pos + (b * im.N + tri[t * 3 + (k + 1 + e) % 3]) * 4;
+            xs[e] = ((double)v[0] / (double)v[3] + 1.0) * hw - 0.5;
+            ys[e] = ((double)v[1] / (double)v[3] + 1.0) * hh - 0.5;
+          }
+          const double x0 = std::max(0.0, std::floor(std::min(xs[0], xs[1]) - 2.0));
+          const double x1 = std::min((double)(im.W - 1), std::ceil(std::max(xs[0], xs[1]) + 2.0));
+          const double y0 = std::max(0.0, std::floor(std::min(ys[0], ys[1]) - 2.0));
+          const double y1 = std::min((double)(im.H - 1), std::ceil(std::max(ys[0], ys[1]) + 2.0));
+          if (!(x0 <= x1 && y0 <= y1)) continue;
+          for (int64_t y = (int64_t)y0; y <= (int64_t)y1; ++y)
+            for (int64_t x = (int64_t)x0; x <= (int64_t)x1; ++x) mask[(b * im.H + y) * im.W + x] = 1;
         }
-        const double x0 = std::max(0.0, std::floor(std::min(xs[0], xs[1]) - 2.0));
-        const double x1 = std::min((double)(im.W - 1), std::ceil(std::max(xs[0], xs[1]) + 2.0));
-        const double y0 = std::max(0.0, std::floor(std::min(ys[0], ys[1]) - 2.0));
-        const double y1 = std::min((double)(im.H - 1), std::ceil(std::max(ys[0], ys[1]) + 2.0));
-        if (!(x0 <= x1 && y0 <= y1)) continue;
-        for (int64_t y = (int64_t)y0; y <= (int64_t)y1; ++y)
-          for (int64_t x = (int64_t)x0; x <= (int64_t)x1; ++x) mask[(b * im.H + y) * im.W + x] = 1;
       }
     }
-  }
+  });
   prep.near.assign(im.B * HW, 0);
-  at::parallel_for(0, im.B * HW, 16384, [&](int64_t lo, int64_t hi) {
+  parallel_for(im.B * HW, 16384, [&](int64_t lo, int64_t hi) {
     for (int c = 0; c < nt; ++c) {
       const uint8_t* mask = masks.data() + (size_t)c * im.B * HW;
       for (int64_t q = lo; q < hi; ++q) prep.near[q] |= mask[q];
@@ -331,7 +331,7 @@ bool analyse_pair(const Image& im, const int8_t* facing_all, const uint8_t* near
 template <typename scalar_t>
 void analyse_all(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
                  const int32_t* tri, const int32_t* adj, scalar_t* alpha) {
-  at::parallel_for(0, im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
+  parallel_for(im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / im.H, y = row % im.H;
       for (int dir = 0; dir < 2; ++dir) {
@@ -388,7 +388,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> antialias_fwd(const at::Tensor& c
     const scalar_t* c = color.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
-    at::parallel_for(0, im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t x = q % W, y = (q / W) % H;
         const scalar_t* cq = c + q * C;
@@ -432,7 +432,7 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     scalar_t* gc = grad_color.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
     // Colour gradients, gathered per pixel: out[T] = c[T] + alpha (c[p1] - c[p0]).
-    at::parallel_for(0, im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t x = q % W, y = (q / W) % H;
         const double ar = x + 1 < W ? (double)al[q * 2] : 0.0, al_ = x > 0 ? (double)al[(q - 1) * 2] : 0.0;
@@ -449,7 +449,7 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     });
     // Position gradients: redo the analysis of the pairs that blended, with derivatives.
     std::vector<std::vector<Hit>> rows(im.B * H);
-    at::parallel_for(0, im.B * H, 1, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t row = lo; row < hi; ++row) {
         const int64_t b = row / H, y = row % H;
         for (int dir = 0; dir < 2; ++dir)

@@ -19,13 +19,11 @@
 // shared edge or at a shared vertex. No backface culling.
 //
 // Parallelism: triangles are binned into 32x32 screen tiles (bins keep ascending triangle
-// order); each thread rasterizes whole tiles, so no locks. Depth test: smallest z/w wins,
+// order); each thread rasterizes whole tiles, so no locks or atomics on pixels. Depth test: smallest z/w wins,
 // equal depths keep the lower triangle id. Results do not depend on the thread count.
 #pragma GCC optimize("fp-contract=off")  // keep e = a*x + r bit-identical on every path
 
 #include "raster_common.h"
-
-#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -35,7 +33,9 @@
 namespace {
 
 using morph3d_raster::num_threads;
+using morph3d_raster::parallel_for;
 using morph3d_raster::pixel_ndc;
+using morph3d_raster::run_workers;
 
 constexpr int kTile = 32;
 
@@ -302,65 +302,71 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
 
   std::unique_ptr<VertexInfo[]> verts(new VertexInfo[B * N]);
-  at::parallel_for(0, B * N, 4096, [&](int64_t lo, int64_t hi) {
+  parallel_for(B * N, 4096, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) vertex_info(pos + 4 * i, H, W, verts[i]);
   });
 
-  // 1. Bounding boxes and per-chunk tile counts (chunk c = items [c*items/nt, (c+1)*items/nt)).
+  // 1. Bounding boxes and tile counts per chunk of items (chunks in item order).
+  const int64_t chunks = std::min<int64_t>(items, 4 * (int64_t)nt);
+  auto chunk_range = [&](int64_t c, int64_t& lo, int64_t& hi) {
+    lo = items * c / chunks;
+    hi = items * (c + 1) / chunks;
+  };
   std::unique_ptr<BBox[]> boxes(new BBox[items]);
   std::unique_ptr<uint8_t[]> valid(new uint8_t[items]);
-  std::vector<int64_t> counts((size_t)nt * num_tiles, 0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int c = omp_get_thread_num();
-    const int64_t lo = items * c / nt, hi = items * (c + 1) / nt;
-    int64_t* cnt = counts.data() + (size_t)c * num_tiles;
-    for (int64_t it = lo; it < hi; ++it) {
-      const int64_t b = it / F, t = it % F;
-      BBox box;
-      const bool ok = triangle_bbox(pos + b * N * 4, verts.get() + b * N, tri + t * 3, H, W, box);
-      valid[it] = ok;
-      if (!ok) continue;
-      boxes[it] = box;
-      const int64_t base = b * tiles_per_image;
-      for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
-        for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) ++cnt[base + ty * tiles_x + tx];
+  std::vector<int64_t> counts((size_t)chunks * num_tiles, 0);
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t lo, hi;
+      chunk_range(c, lo, hi);
+      int64_t* cnt = counts.data() + (size_t)c * num_tiles;
+      for (int64_t it = lo; it < hi; ++it) {
+        const int64_t b = it / F, t = it % F;
+        BBox box;
+        const bool ok = triangle_bbox(pos + b * N * 4, verts.get() + b * N, tri + t * 3, H, W, box);
+        valid[it] = ok;
+        if (!ok) continue;
+        boxes[it] = box;
+        const int64_t base = b * tiles_per_image;
+        for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
+          for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) ++cnt[base + ty * tiles_x + tx];
+      }
     }
-  }
+  });
   // 2. Offsets: tile-major, then chunk order, so each bin lists triangles in ascending id.
-  std::vector<int64_t> tile_start(num_tiles + 1, 0), cursor((size_t)nt * num_tiles);
+  std::vector<int64_t> tile_start(num_tiles + 1, 0), cursor((size_t)chunks * num_tiles);
   int64_t total = 0;
   for (int64_t tile = 0; tile < num_tiles; ++tile) {
     tile_start[tile] = total;
-    for (int c = 0; c < nt; ++c) {
+    for (int64_t c = 0; c < chunks; ++c) {
       cursor[(size_t)c * num_tiles + tile] = total;
       total += counts[(size_t)c * num_tiles + tile];
     }
   }
   tile_start[num_tiles] = total;
   std::unique_ptr<int32_t[]> bins(new int32_t[std::max<int64_t>(total, 1)]);
-#pragma omp parallel num_threads(nt)
-  {
-    const int c = omp_get_thread_num();
-    const int64_t lo = items * c / nt, hi = items * (c + 1) / nt;
-    int64_t* cur = cursor.data() + (size_t)c * num_tiles;
-    for (int64_t it = lo; it < hi; ++it) {
-      if (!valid[it]) continue;
-      const int64_t b = it / F, t = it % F;
-      const BBox& box = boxes[it];
-      const int64_t base = b * tiles_per_image;
-      for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
-        for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) bins[cur[base + ty * tiles_x + tx]++] = (int32_t)t;
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t lo, hi;
+      chunk_range(c, lo, hi);
+      int64_t* cur = cursor.data() + (size_t)c * num_tiles;
+      for (int64_t it = lo; it < hi; ++it) {
+        if (!valid[it]) continue;
+        const int64_t b = it / F, t = it % F;
+        const BBox& box = boxes[it];
+        const int64_t base = b * tiles_per_image;
+        for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
+          for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx)
+            bins[cur[base + ty * tiles_x + tx]++] = (int32_t)t;
+      }
     }
-  }
+  });
 
   // 3. Rasterize tiles; each thread owns whole tiles.
-#pragma omp parallel num_threads(nt)
-  {
+  parallel_for(num_tiles, 1, [&](int64_t tile_lo, int64_t tile_hi) {
     double zbuf[kTile * kTile], ubuf[kTile * kTile], vbuf[kTile * kTile];
     int32_t idbuf[kTile * kTile];
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t tile = 0; tile < num_tiles; ++tile) {
+    for (int64_t tile = tile_lo; tile < tile_hi; ++tile) {
       const int64_t b = tile / tiles_per_image, local = tile % tiles_per_image;
       const int64_t tx0 = (local % tiles_x) * kTile, ty0 = (local / tiles_x) * kTile;
       const int64_t tx1 = std::min(tx0 + kTile, W) - 1, ty1 = std::min(ty0 + kTile, H) - 1;
@@ -418,7 +424,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
         }
       }
     }
-  }
+  });
 }
 
 // Gradient of (u, v, z/w) at pixel p = (x, y, 1) with respect to the triangle's clip
@@ -505,23 +511,24 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
   std::vector<double> acc(B * N * 4, 0.0);
   if (B >= nt) {
     // Whole images per thread: accumulate straight into that image's vertices.
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
-        double out[3][4];
-        const int64_t t = pixel(q, out);
-        if (t < 0) continue;
-        for (int i = 0; i < 3; ++i) {
-          double* a = acc.data() + (b * N + tri[t * 3 + i]) * 4;
-          for (int c = 0; c < 4; ++c) a[c] += out[i][c];
+    parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
+          double out[3][4];
+          const int64_t t = pixel(q, out);
+          if (t < 0) continue;
+          for (int i = 0; i < 3; ++i) {
+            double* a = acc.data() + (b * N + tri[t * 3 + i]) * 4;
+            for (int c = 0; c < 4; ++c) a[c] += out[i][c];
+          }
         }
       }
-    }
+    });
   } else {
     // Fewer images than threads: compute per pixel in parallel, then owner-computes scatter.
     std::unique_ptr<int32_t[]> pix_tri(new int32_t[P]);
     std::unique_ptr<double[]> contrib(new double[P * 12]);
-    at::parallel_for(0, P, 1024, [&](int64_t lo, int64_t hi) {
+    parallel_for(P, 1024, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         double out[3][4];
         const int64_t t = pixel(q, out);
@@ -532,10 +539,9 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
           for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
       }
     });
-#pragma omp parallel num_threads(nt)
-    {
+    run_workers(nt, [&](int w) {
       int64_t lo, hi;
-      morph3d_raster::owner_slice(N, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
+      morph3d_raster::owner_slice(N, w, nt, lo, hi);
       for (int64_t q = 0; q < P; ++q) {
         const int32_t t = pix_tri[q];
         if (t < 0) continue;
@@ -548,7 +554,7 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
           for (int c = 0; c < 4; ++c) a[c] += src[i * 4 + c];
         }
       }
-    }
+    });
   }
   for (int64_t i = 0; i < B * N * 4; ++i) grad_pos[i] = (scalar_t)acc[i];
 }

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("info", "convert")
+COMMANDS = ("info", "convert", "render", "fit")
 
 
 class CommandError(Exception):
