@@ -1,24 +1,32 @@
 """Benchmark of the rasterization primitives: rasterize + interpolate + antialias.
 
 Meshes at 224 x 224, perspective, filling most of the image:
-  - face-70k: BFM-sized face surface (~35k vertices, ~70k triangles): the open face model's mean,
-    subdivided, when assets/open_face_model.npz exists, else a face-like height field on an
-    elliptical grid (open mesh, like a face scan);
+  - face-69k: BFM-sized face-like height field on an elliptical grid (~35k vertices, ~69k
+    triangles; an open mesh like a face scan);
+  - open-model-57k: the mean of assets/open_face_model.npz subdivided once (when the asset exists);
   - ellipsoid-82k: a closed subdivided ellipsoid (82k triangles, the size PyTorch3D's CPU
     rasterizer needs ~10 s for at 224 px);
   - face-0.5k: a ~500-vertex face-like grid (default-model sized).
 For batch 1 and 8 with torch threads = 2 (change with --threads): milliseconds per frame of the
 forward pass (rasterize + interpolate of 3 channels + antialias) and of forward + backward
-(gradients w.r.t. clip positions and attributes), and triangles per second. The baseline, run in
-the same process, is a naive vectorised PyTorch rasterizer (bounding-box scan of every triangle,
-z-buffer by scatter-min, autograd for gradients; no antialiasing). With CUDA and nvdiffrast
-installed the same pipeline also runs through nvdiffrast.
+(gradients w.r.t. clip positions and attributes), the process CPU time per frame, and triangles
+per second. The baseline, run in the same process, is a naive vectorised PyTorch rasterizer
+(bounding-box scan of every triangle, z-buffer by scatter-min, autograd for gradients; no
+antialiasing). With CUDA and nvdiffrast installed the same pipeline also runs through nvdiffrast.
 
-    python benchmarks/bench_rasterize.py [--repeats 15] [--threads 2] [--quick]
+    python benchmarks/bench_rasterize.py [--repeats 15] [--threads 2] [--quick] [--omp-passive]
 
 Times on shared machines are noisy: the table shows the median and the best of the repeats.
+--omp-passive sets OMP_WAIT_POLICY=PASSIVE before torch starts: torch's OpenMP threads then sleep
+instead of spinning between ops, which on an oversubscribed machine speeds up everything here
+(torch ops and, indirectly, morph3d's kernels, which use their own non-spinning threads).
 """
-from __future__ import annotations
+import os
+import sys
+
+if "--omp-passive" in sys.argv:  # must happen before torch (and its OpenMP runtime) loads
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
 
 import argparse
 import statistics
@@ -53,18 +61,22 @@ def face_grid(n: int):
     return verts, tri[(tri >= 0).all(1)]
 
 
-def face_70k():
-    path = REPO / "assets" / "open_face_model.npz"
-    if path.exists():
-        with np.load(path) as data:
-            verts, tri = np.asarray(data["vertices_mean"], np.float64), np.asarray(data["triangles"])
-        while len(tri) < 60000:
-            verts, tri = trimesh.remesh.subdivide(verts, tri)
-        centre = (verts.max(0) + verts.min(0)) / 2
-        verts = (verts - centre) / (np.abs(verts - centre)[:, :2].max())
-        return "face-%dk (open model)" % round(len(tri) / 1000), verts, tri
+def face_69k():
     verts, tri = face_grid(212)
-    return "face-%dk (grid)" % round(len(tri) / 1000), verts, tri
+    return "face-%dk" % round(len(tri) / 1000), verts, tri
+
+
+def open_model_57k():
+    """The open face model's mean, subdivided once, or None without the asset."""
+    path = REPO / "assets" / "open_face_model.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        verts, tri = np.asarray(data["vertices_mean"], np.float64), np.asarray(data["triangles"])
+    verts, tri = trimesh.remesh.subdivide(verts, tri)
+    centre = (verts.max(0) + verts.min(0)) / 2
+    verts = (verts - centre) / np.abs(verts - centre)[:, :2].max()
+    return "open-model-%dk" % round(len(tri) / 1000), verts, tri
 
 
 def ellipsoid_82k():
@@ -138,16 +150,18 @@ def naive_rasterize_interpolate(clip: torch.Tensor, tri: torch.Tensor, attr: tor
 # ---------------------------------------------------------------------------------------------
 
 def timed(fn, repeats: int, sync=lambda: None):
+    """(median wall s, best wall s, median process CPU s) of fn over repeats."""
     for _ in range(2):
         fn()
     sync()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), min(times), statistics.median(cpu)
 
 
 def pipeline(pos, tri, attr, backward: bool):
@@ -165,6 +179,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="batch 1 only, fewer repeats")
+    parser.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 5 if args.quick else args.repeats
@@ -176,9 +191,11 @@ def main():
             devices.append("cuda")
         except ImportError:
             print("CUDA found but nvdiffrast is not installed: skipping the nvdiffrast runs")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {RES}, repeats {repeats}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {RES}, repeats {repeats}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     rows = []
-    for name, verts, faces in (face_70k(), ellipsoid_82k(), face_small()):
+    meshes = [m for m in (face_69k(), open_model_57k(), ellipsoid_82k(), face_small()) if m is not None]
+    for name, verts, faces in meshes:
         clip = torch.tensor(clip_positions(verts), dtype=torch.float32)
         tri = torch.tensor(faces, dtype=torch.int64)
         attr = torch.rand(len(verts), 3, generator=torch.Generator().manual_seed(0))
@@ -212,9 +229,10 @@ def main():
                 rows.append((name, "morph3d cpu" if dev == "cpu" else "nvdiffrast", b,
                              tuple(t / b for t in fwd), tuple(t / b for t in fb), len(tri)))
 
-    print("\nms per frame (median / best); Mtri/s from the median; speed-up vs the naive baseline (median)")
-    header = f"{'mesh':24s} {'backend':12s} {'B':>2s} {'forward ms':>16s} {'fwd+bwd ms':>16s} " \
-             f"{'fwd Mtri/s':>10s} {'f+b Mtri/s':>10s} {'fwd x':>7s} {'f+b x':>7s}"
+    print("\nms per frame: wall median / best, and process CPU time (all threads, median); Mtri/s from the "
+          "wall median; x = speed-up of the wall median over the naive baseline (batch 1)")
+    header = f"{'mesh':16s} {'backend':12s} {'B':>2s} {'forward ms':>15s} {'cpu':>6s} {'fwd+bwd ms':>15s} " \
+             f"{'cpu':>6s} {'fwd Mtri/s':>10s} {'f+b Mtri/s':>10s} {'fwd x':>6s} {'f+b x':>6s}"
     print(header)
     print("-" * len(header))
     base = {}
@@ -222,9 +240,9 @@ def main():
         if backend == "naive torch":
             base[name] = (fwd[0], fb[0])
         bf, bb = base[name]
-        print(f"{name:24s} {backend:12s} {b:2d} {fwd[0] * 1e3:7.1f} / {fwd[1] * 1e3:6.1f} "
-              f"{fb[0] * 1e3:7.1f} / {fb[1] * 1e3:6.1f} {ntri / fwd[0] / 1e6:10.2f} {ntri / fb[0] / 1e6:10.2f} "
-              f"{bf / fwd[0]:7.1f} {bb / fb[0]:7.1f}")
+        print(f"{name:16s} {backend:12s} {b:2d} {fwd[0] * 1e3:6.1f} / {fwd[1] * 1e3:6.1f} {fwd[2] * 1e3:6.1f} "
+              f"{fb[0] * 1e3:6.1f} / {fb[1] * 1e3:6.1f} {fb[2] * 1e3:6.1f} {ntri / fwd[0] / 1e6:10.2f} "
+              f"{ntri / fb[0] / 1e6:10.2f} {bf / fwd[0]:6.1f} {bb / fb[0]:6.1f}")
     target = [r for r in rows if r[1] == "morph3d cpu" and r[2] == 1 and r[0].startswith("face-") and r[5] > 50000]
     if target:
         ms = target[0][4][0] * 1e3

@@ -38,7 +38,6 @@
 
 namespace {
 
-using morph3d_raster::num_threads;
 using morph3d_raster::parallel_for;
 using morph3d_raster::rast_triangle;
 
@@ -137,7 +136,7 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
   Prepared prep;
   const int64_t BF = im.B * im.F, HW = im.H * im.W;
   prep.facing.resize(BF);
-  parallel_for(BF, 4096, [&](int64_t lo, int64_t hi) {
+  parallel_for(BF, 16384, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t b = it / im.F, t = it % im.F;
       double P[3][3];
@@ -154,12 +153,12 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
     }
   });
   // Mark 2 px around every usable silhouette edge; one mask per thread, OR-ed afterwards.
-  const int nt = num_threads();
-  std::vector<uint8_t> masks((size_t)nt * im.B * HW, 0);
+  const int workers = morph3d_raster::workers_for(BF, 16384);
+  std::vector<uint8_t> masks((size_t)workers * im.B * HW, 0);
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
   const int64_t grain = 2048, chunks = (BF + grain - 1) / grain;
   std::atomic<int64_t> next{0};
-  morph3d_raster::run_workers(nt, [&](int worker) {
+  morph3d_raster::run_workers(workers, [&](int worker) {
     uint8_t* mask = masks.data() + (size_t)worker * im.B * HW;
     for (int64_t chunk = next++; chunk < chunks; chunk = next++) {
       for (int64_t it = chunk * grain; it < std::min(BF, (chunk + 1) * grain); ++it) {
@@ -186,8 +185,8 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
     }
   });
   prep.near.assign(im.B * HW, 0);
-  parallel_for(im.B * HW, 16384, [&](int64_t lo, int64_t hi) {
-    for (int c = 0; c < nt; ++c) {
+  parallel_for(im.B * HW, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
+    for (int c = 0; c < workers; ++c) {
       const uint8_t* mask = masks.data() + (size_t)c * im.B * HW;
       for (int64_t q = lo; q < hi; ++q) prep.near[q] |= mask[q];
     }
@@ -331,7 +330,7 @@ bool analyse_pair(const Image& im, const int8_t* facing_all, const uint8_t* near
 template <typename scalar_t>
 void analyse_all(const Image& im, const Prepared& prep, const scalar_t* rast, const scalar_t* pos,
                  const int32_t* tri, const int32_t* adj, scalar_t* alpha) {
-  parallel_for(im.B * im.H, 1, [&](int64_t lo, int64_t hi) {
+  parallel_for(im.B * im.H, 16, [&](int64_t lo, int64_t hi) {
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / im.H, y = row % im.H;
       for (int dir = 0; dir < 2; ++dir) {
@@ -388,7 +387,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> antialias_fwd(const at::Tensor& c
     const scalar_t* c = color.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
-    parallel_for(im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H * W, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t x = q % W, y = (q / W) % H;
         const scalar_t* cq = c + q * C;
@@ -432,7 +431,7 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     scalar_t* gc = grad_color.data_ptr<scalar_t>();
     const int64_t C = im.C, W = im.W, H = im.H;
     // Colour gradients, gathered per pixel: out[T] = c[T] + alpha (c[p1] - c[p0]).
-    parallel_for(im.B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H * W, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t x = q % W, y = (q / W) % H;
         const double ar = x + 1 < W ? (double)al[q * 2] : 0.0, al_ = x > 0 ? (double)al[(q - 1) * 2] : 0.0;
@@ -449,7 +448,7 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
     });
     // Position gradients: redo the analysis of the pairs that blended, with derivatives.
     std::vector<std::vector<Hit>> rows(im.B * H);
-    parallel_for(im.B * H, 1, [&](int64_t lo, int64_t hi) {
+    parallel_for(im.B * H, 32, [&](int64_t lo, int64_t hi) {
       for (int64_t row = lo; row < hi; ++row) {
         const int64_t b = row / H, y = row % H;
         for (int dir = 0; dir < 2; ++dir)

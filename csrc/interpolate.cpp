@@ -13,7 +13,6 @@
 
 namespace {
 
-using morph3d_raster::num_threads;
 using morph3d_raster::parallel_for;
 using morph3d_raster::rast_triangle;
 
@@ -42,7 +41,7 @@ at::Tensor interpolate_fwd(const at::Tensor& attr_in, const at::Tensor& rast_in,
     const scalar_t* r = rast.data_ptr<scalar_t>();
     const int32_t* f = tri.data_ptr<int32_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    parallel_for(B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(B * H * W, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         scalar_t* dst = o + q * C;
         const int64_t t = rast_triangle(r + q * 4, F);
@@ -67,10 +66,10 @@ template <typename scalar_t>
 void scatter_attr_grad(const scalar_t* r, const scalar_t* g, const int32_t* f, int64_t A, int64_t N, int64_t C,
                        int64_t P, int64_t HW, int64_t F, scalar_t* grad_attr) {
   std::vector<double> acc(A * N * C, 0.0);
-  const int nt = num_threads();
-  morph3d_raster::run_workers(nt, [&](int worker) {
+  const int workers = morph3d_raster::workers_for(P, 2 * morph3d_raster::kCheapGrain);
+  morph3d_raster::run_workers(workers, [&](int worker) {
     int64_t vlo, vhi;
-    morph3d_raster::owner_slice(N, worker, nt, vlo, vhi);
+    morph3d_raster::owner_slice(N, worker, workers, vlo, vhi);
     for (int64_t q = 0; q < P; ++q) {
       const int64_t t = rast_triangle(r + q * 4, F);
       if (t < 0) continue;
@@ -108,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> interpolate_bwd(const at::Tensor& attr_in, co
     const int32_t* f = tri.data_ptr<int32_t>();
     scalar_t* gr = grad_rast.data_ptr<scalar_t>();
     // d/du = g . (a0 - a2), d/dv = g . (a1 - a2): independent per pixel.
-    parallel_for(B * H * W, 2048, [&](int64_t lo, int64_t hi) {
+    parallel_for(B * H * W, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t t = rast_triangle(r + q * 4, F);
         if (t < 0) continue;

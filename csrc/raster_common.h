@@ -25,6 +25,15 @@ namespace morph3d_raster {
 // Threads to use: torch's intra-op setting (torch.set_num_threads).
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
 
+// Cheap per-element passes (pixels, vertices) use chunks this big, so small problems run on
+// the calling thread: starting threads costs more than it saves below ~0.1 ms of work.
+constexpr int64_t kCheapGrain = 65536;
+
+// How many workers an owner-computes pass over n elements deserves.
+inline int workers_for(int64_t n, int64_t per_worker) {
+  return (int)std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + per_worker - 1) / per_worker));
+}
+
 // Run work(w) for w in [0, workers) on that many threads (the caller is worker 0).
 template <typename Work>
 void run_workers(int workers, const Work& work) {

@@ -302,12 +302,12 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
 
   std::unique_ptr<VertexInfo[]> verts(new VertexInfo[B * N]);
-  parallel_for(B * N, 4096, [&](int64_t lo, int64_t hi) {
+  parallel_for(B * N, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) vertex_info(pos + 4 * i, H, W, verts[i]);
   });
 
   // 1. Bounding boxes and tile counts per chunk of items (chunks in item order).
-  const int64_t chunks = std::min<int64_t>(items, 4 * (int64_t)nt);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(items / 16384, 4 * (int64_t)nt));
   auto chunk_range = [&](int64_t c, int64_t& lo, int64_t& hi) {
     lo = items * c / chunks;
     hi = items * (c + 1) / chunks;
@@ -528,7 +528,7 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
     // Fewer images than threads: compute per pixel in parallel, then owner-computes scatter.
     std::unique_ptr<int32_t[]> pix_tri(new int32_t[P]);
     std::unique_ptr<double[]> contrib(new double[P * 12]);
-    parallel_for(P, 1024, [&](int64_t lo, int64_t hi) {
+    parallel_for(P, 8192, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         double out[3][4];
         const int64_t t = pixel(q, out);
@@ -539,9 +539,10 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
           for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
       }
     });
-    run_workers(nt, [&](int w) {
+    const int workers = morph3d_raster::workers_for(P, 2 * morph3d_raster::kCheapGrain);
+    run_workers(workers, [&](int w) {
       int64_t lo, hi;
-      morph3d_raster::owner_slice(N, w, nt, lo, hi);
+      morph3d_raster::owner_slice(N, w, workers, lo, hi);
       for (int64_t q = 0; q < P; ++q) {
         const int32_t t = pix_tri[q];
         if (t < 0) continue;

@@ -37,7 +37,8 @@ Landmarks, contour, regions
   from real photographs) gives each point as a MediaPipe triangle with barycentric weights; it is
   carried through the subdivision exactly (same parametric position on the refined surface).
 * ``contour_right`` / ``contour_left``: every vertex within 25 mm (geodesic) of the face oval below
-  the eyes, i.e. the outline and several rows inside it, split by the sign of x (right = x < 0).
+  the upper eyelids, i.e. the outline and several rows inside it (about 12 rows of 2 mm), split by
+  the sign of x (right = x < 0); a fitter picks the silhouette vertex among them at each yaw.
 * Regions from MediaPipe's published contour sets (``face_mesh_connections``) plus geometry:
   skin, forehead, brows, eyes (the eye openings), nose, cheeks, lips, mouth_interior, chin.
 
@@ -53,9 +54,9 @@ tables, not fitted to a population)::
     face_depth        5.0  nose-tip depth           mouth_protrusion    2.5  lips forward
     lower_face_height 5.0  subnasale-menton         upper_lip_thickness 1.2  upper vermilion height
     jaw_width         7.0  jaw-angle width          lower_lip_thickness 1.5  lower vermilion height
-    chin_height       4.0  chin, vertical           cheekbones          3.0  zygomatic prominence
-    chin_projection   4.0  chin, forward            cheek_fullness      3.0  buccal fullness
-    chin_width        4.0  chin width               temples             2.0  temple hollowness
+    chin_height       4.0  menton, vertical         cheekbones          3.0  zygomatic prominence
+    chin_projection   4.0  menton, forward          cheek_fullness      3.0  buccal fullness
+    chin_width        4.0  chin width (176-400)     temples             2.0  temple hollowness
     nose_length       3.0  nasion-tip length        forehead_slope      4.0  hairline set back
     nose_width        4.0  alar width               brow_ridge          2.5  brow ridge forward
     nose_projection   3.0  tip forward              brow_height         3.0  brows up
@@ -75,15 +76,17 @@ Expression basis: 30 named blendshapes, weight 1 = full expression, mm
 "left"/"right" are the subject's (left = +x). Each right shape is the exact mirror of the left one.
 
 * jaw_open: the mandible (a harmonic weight: 1 on the lower lip and jaw outline, 0 on the upper lip
-  and above the nose base) rotates 0.22 rad about a transverse axis 30 mm behind the origin with a
-  6 mm forward / 3 mm downward condylar glide: the lips part by about 22 mm, the chin drops 17 mm.
+  and above the nose base) rotates 0.24 rad about a transverse axis 30 mm behind the origin with a
+  10 mm forward / 3 mm downward condylar glide: the lips part by about 22 mm more, the chin drops
+  about 17 mm and moves 16 mm back.
 * jaw_left / jaw_right: the mandible slides 6 mm sideways; jaw_forward: 5 mm forward.
 * smile_*: mouth corner 5 mm out, 7 mm up, 3 mm back, cheek raised 3 mm. frown_*: corner 5 mm down.
   mouth_stretch_*: corner 4 mm out, 2 mm down. mouth_left / mouth_right: lips shift 7 mm sideways.
 * pucker: lips 7 mm forward, mouth 30 % narrower. funnel: lips 5 mm forward, 20 % narrower, opened
   to an O. lip_press: the 5.5 mm lip gap closes and the vermilion rolls 1.5 mm in.
-  upper_lip_raise: upper lip 4 mm up. lower_lip_depress: lower lip 5 mm down.
-  cheek_puff: cheeks 6 mm outwards along the normal. nose_wrinkle: nose sides 3 mm up, upper lip
+  upper_lip_raise: upper lip 4 mm up (skin below the nose stretching). lower_lip_depress: lower
+  lip 5 mm down.
+  cheek_puff: cheeks 6 mm outwards along the normal. nose_wrinkle: nose wings 4 mm up, upper lip
   1.5 mm up, inner brows 1.5 mm down.
 * brow_raise_*: brow 8 mm up, fading to 25 % at the hairline and 0 at the lid margin.
   brow_lower_*: brow 4 mm down, inner end 2 mm towards the midline. brow_inner_up: inner brows 6 mm up.
@@ -96,14 +99,14 @@ Albedo: linear RGB in [0, 1], 10 modes, 1 coefficient = 1 standard deviation
 Mean: skin (0.56, 0.32, 0.22), lips (0.45, 0.16, 0.14), brows (0.10, 0.065, 0.045), sclera
 (0.62, 0.58, 0.54) around a dark iris, mouth interior (0.18, 0.04, 0.04); slightly redder cheeks and
 nose, darker under the eyes; soft transitions. Modes: skin_tone (light-dark, 22 % of the skin
-colour), redness, yellowness, lip_colour, cheek_flush, brow_darkness, beard_shadow, under_eye,
-nose_redness, iris_colour. Mean +/- 2 standard deviations of every mode stays inside [0, 1].
+colour), redness and yellowness (relative hue shifts of the skin), lip_colour, cheek_flush,
+brow_darkness, beard_shadow, under_eye, nose_redness, iris_colour. Mean +/- 2 standard deviations
+of every mode stays inside [0, 1].
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import struct
 import subprocess
@@ -264,6 +267,7 @@ class Mesh:
     face_parent: np.ndarray
     face_param: np.ndarray
     chains: dict = field(default_factory=dict)
+    cotan: sp.csr_matrix | None = None  # cotangent edge weights, computed on first use
 
 
 def _walk(edges, start: int) -> list[int]:
@@ -459,22 +463,14 @@ def harmonic(mesh: Mesh, fixed: dict[int, float] | list[tuple[np.ndarray, float]
     for idx, val in fixed:
         value[np.asarray(idx, dtype=np.int64)] = val
         is_fixed[np.asarray(idx, dtype=np.int64)] = True
-    w = _weights(mesh)
+    if mesh.cotan is None:
+        mesh.cotan = cotan_weights(mesh.vertices, mesh.triangles)
+    w = mesh.cotan
     lap = (sp.diags(np.asarray(w.sum(1)).ravel()) - w).tocsr()
     free = ~is_fixed
     rhs = -lap[free][:, is_fixed] @ value[is_fixed]
     value[free] = spsolve(lap[free][:, free].tocsc(), rhs)
     return value
-
-
-_WEIGHT_CACHE: dict[int, sp.csr_matrix] = {}
-
-
-def _weights(mesh: Mesh) -> sp.csr_matrix:
-    key = id(mesh.triangles)
-    if key not in _WEIGHT_CACHE:
-        _WEIGHT_CACHE[key] = cotan_weights(mesh.vertices, mesh.triangles)
-    return _WEIGHT_CACHE[key]
 
 
 def geodesic(mesh: Mesh, sources) -> np.ndarray:
@@ -532,7 +528,7 @@ def mirrored(mesh: Mesh, field: np.ndarray) -> np.ndarray:
 
 # MediaPipe landmark numbers used as anatomical anchors (0-467 keep their meaning in this model)
 NOSE_TIP, SUBNASALE, NASION, MENTON, LIP_UPPER, LIP_LOWER = 1, 2, 168, 152, 0, 17
-EAR_RIGHT, JAW_ANGLE_RIGHT, ALA_RIGHT, MOUTH_CORNER_RIGHT = 234, 172, 48, 61
+EAR_RIGHT, JAW_ANGLE_RIGHT, ALA_RIGHT, MOUTH_CORNER_RIGHT, CHIN_SIDE_RIGHT = 234, 172, 48, 61, 176
 
 
 def _level0_faces(base: Mesh) -> dict[str, set[int]]:
@@ -552,9 +548,7 @@ def _level0_faces(base: Mesh) -> dict[str, set[int]]:
         "brow_right": spanning(["brow_upper_right", "brow_lower_right"]),
     }
     # lips: flood fill outwards from the mouth without crossing the outer lip contour
-    outer = ch["lip_outer_upper"] + ch["lip_outer_lower"]
     blocked = {tuple(sorted(e)) for c in ("lip_outer_upper", "lip_outer_lower") for e in zip(ch[c], ch[c][1:])}
-    assert len(outer) > 0
     by_edge: dict[tuple, list[int]] = {}
     for i, f in enumerate(t.tolist()):
         for e in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])):
@@ -685,7 +679,7 @@ def eye_fields(mesh: Mesh, parts: dict, side: str = "left") -> dict[str, np.ndar
 
 JAW_AXIS_YZ = np.array([5.0, -30.0])  # transverse jaw hinge (mm): y, z; the axis runs along x
 JAW_ANGLE_RAD = 0.24
-JAW_GLIDE = np.array([0.0, -3.0, 6.0])  # condylar glide at full opening, mm
+JAW_GLIDE = np.array([0.0, -3.0, 10.0])  # condylar glide at full opening, mm
 
 
 def _jaw_motion(v: np.ndarray, angle: float, glide: np.ndarray) -> np.ndarray:
@@ -722,7 +716,7 @@ def expression_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     both = lambda w: w + w[mesh.mirror]  # noqa: E731  a left-side weight plus its mirror image
     inner_brow = bump(v, a[NASION] + np.array([14.0, 18.0, 0.0]), 22.0) * eye["brow"]
     cheeks = both(bump(v, [corner[0] + 20.0, corner[1] + 8.0, corner[2] - 12.0], 28.0))
-    nose = bump(v, a[NOSE_TIP] + np.array([0.0, 8.0, -12.0]), np.array([26.0, 22.0, 30.0]))
+    nose_sides = both(bump(v, a[ALA_RIGHT] * np.array([-1.0, 1.0, 1.0]), 24.0))
     centre_open = bump(v, parts["mouth_centre"], 30.0)
 
     left = {
@@ -745,10 +739,10 @@ def expression_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
         "funnel": lips[:, None] * np.stack([-0.2 * v[:, 0], 0 * ones, 5.0 * ones], 1)
         + vec(upper * centre_open, (0.0, 2.5, 0.0)) + vec(lower * centre_open, (0.0, -3.5, 0.0)),
         "lip_press": lip_gap * (0.5 * upper - 0.5 * lower)[:, None] + vec(lips, (0.0, 0.0, -1.5)),
-        "upper_lip_raise": vec(upper, (0.0, 4.0, 0.5)),
-        "lower_lip_depress": vec(lower, (0.0, -5.0, 1.0)),
+        "upper_lip_raise": vec(smoothstep(0.0, 0.6, upper), (0.0, 4.0, 0.5)),
+        "lower_lip_depress": vec(smoothstep(0.0, 0.6, lower), (0.0, -5.0, 1.0)),
         "cheek_puff": normals * 6.0 * cheeks[:, None],
-        "nose_wrinkle": vec(nose * (1 - upper), (0.0, 3.0, 0.0)) + vec(upper, (0.0, 1.5, 0.0))
+        "nose_wrinkle": vec(nose_sides * (1 - upper), (0.0, 4.0, 0.0)) + vec(upper, (0.0, 1.5, 0.0))
         + vec(both(inner_brow), (0.0, -1.5, 0.0)),
         "brow_inner_up": vec(both(inner_brow), (0.0, 6.0, 0.5)),
     }
@@ -799,8 +793,14 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     y_sub, y_chin = a[SUBNASALE][1], a[MENTON][1]
     jaw_x = abs(a[JAW_ANGLE_RIGHT][0])
     chin = bump(v, [0.0, y_chin + 6.0, a[MENTON][2] + 4.0], [38.0, 24.0, 40.0])
+    chin = chin / chin[MENTON]
+    chin_spread = x * chin / (x * chin)[CHIN_SIDE_RIGHT]  # 1 at the chin's side, -1 at its mirror
     nose = bump(v, [0.0, 5.0, 62.0], [22.0, 42.0, 30.0])
+    y_tip = a[NOSE_TIP][1]  # nose length: 0 at the nasion, 1 at the tip, 0 again below the subnasale
+    nose_down = np.where(y > y_tip, smoothstep(a[NASION][1], y_tip, y), smoothstep(y_sub - 6.0, y_tip, y))
+    nose_down = nose_down * smoothstep(28.0, 12.0, np.abs(x))
     nose_base = bump(v, [0.0, a[ALA_RIGHT][1] - 2.0, 55.0], [30.0, 14.0, 30.0])
+    nose_spread = x * nose_base / (x * nose_base)[ALA_RIGHT]
     eye_bl, eye_br = bump(v, eye_l, 22.0), bump(v, eye_r, 22.0)
     brow_top = max(v[parts["brow_upper_left"], 1].max(), v[parts["brow_upper_right"], 1].max())
     top = v[:, 1].max()
@@ -811,7 +811,8 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     outer_up, outer_lo = parts["lip_outer_upper"], parts["lip_outer_lower"]
     thick_up = smoothed(mesh, harmonic(mesh, [(far, 0.0), (np.flatnonzero(y > y_sub - 1.0), 0.0), (inner, 0.0),
                                (outer_lo, 0.0), (outer_up[1:-1], 1.0)]))
-    thick_lo = smoothed(mesh, harmonic(mesh, [(far, 0.0), (np.flatnonzero(y < a[LIP_LOWER][1] - 15.0), 0.0), (inner, 0.0),
+    below_lip = np.flatnonzero(y < a[LIP_LOWER][1] - 15.0)
+    thick_lo = smoothed(mesh, harmonic(mesh, [(far, 0.0), (below_lip, 0.0), (inner, 0.0),
                                (outer_up, 0.0), (outer_lo[1:-1], 1.0)]))
     corner_x = abs(a[MOUTH_CORNER_RIGHT][0])
     lips = mouth["lips"]
@@ -825,9 +826,9 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
         "jaw_width": col(x * 3.5 / jaw_x * smoothstep(y_sub, a[JAW_ANGLE_RIGHT][1], y), 0, 0),
         "chin_height": col(0, -4.0 * chin, 0),
         "chin_projection": col(0, 0, 4.0 * chin),
-        "chin_width": col(x * 2.0 / 15.0 * chin, 0, 0),
-        "nose_length": col(0, -3.0 * nose * smoothstep(a[NASION][1], a[NOSE_TIP][1], y), 0),
-        "nose_width": col(x * 2.0 / abs(a[ALA_RIGHT][0]) * nose_base, 0, 0),
+        "chin_width": col(-2.0 * chin_spread, 0, 0),
+        "nose_length": col(0, -3.0 * nose_down, 0),
+        "nose_width": col(-2.0 * nose_spread, 0, 0),
         "nose_projection": col(0, 0, 3.0 * bump(v, a[NOSE_TIP], [16.0, 20.0, 24.0])),
         "nose_bridge": col(0, 0, 2.0 * bump(v, [0.0, 18.0, 62.0], [12.0, 18.0, 20.0])),
         "nose_tip_lift": col(0, 2.0 * bump(v, a[NOSE_TIP], 14.0), 0),
@@ -951,8 +952,8 @@ def albedo_model(mesh: Mesh, parts: dict, labels: np.ndarray) -> tuple[np.ndarra
 
     modes = {
         "skin_tone": 0.22 * mean * skin[:, None],
-        "redness": skin[:, None] * np.array([0.035, -0.015, -0.01]),
-        "yellowness": skin[:, None] * np.array([0.02, 0.02, -0.03]),
+        "redness": skin[:, None] * mean * np.array([0.07, -0.04, -0.04]),
+        "yellowness": skin[:, None] * mean * np.array([0.04, 0.05, -0.12]),
         "lip_colour": lips[:, None] * np.array([0.07, 0.02, 0.015]),
         "cheek_flush": cheeks[:, None] * np.array([0.05, -0.015, -0.01]),
         "brow_darkness": brows[:, None] * np.array([0.04, 0.026, 0.018]),
@@ -978,10 +979,11 @@ def albedo_model(mesh: Mesh, parts: dict, labels: np.ndarray) -> tuple[np.ndarra
 # ----------------------------------------------------------------------------------------------
 
 def contour_candidates(mesh: Mesh, parts: dict, depth_mm: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices within ``depth_mm`` (geodesic) of the face oval below the eyes: (right x<0, left x>0)."""
+    """Vertices within ``depth_mm`` (geodesic) of the face oval below the upper eyelids, split into
+    the subject's right (x < 0) and left (x > 0) halves; each sorted by vertex index."""
     v = mesh.vertices
     oval = parts["oval"]
-    eye_y = min(v[parts["lid_lower_left"], 1].min(), v[parts["lid_lower_right"], 1].min())
+    eye_y = v[np.concatenate([parts["lid_upper_left"], parts["lid_upper_right"]]), 1].max()
     lower_outline = oval[v[oval, 1] < eye_y]
     near = (geodesic(mesh, lower_outline) <= depth_mm) & (v[:, 1] < eye_y)
     return np.flatnonzero(near & (v[:, 0] < 0)), np.flatnonzero(near & (v[:, 0] > 0))

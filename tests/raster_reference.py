@@ -31,6 +31,14 @@ def reference_rasterize(clip: np.ndarray, tri: np.ndarray, height: int, width: i
     minv = np.zeros_like(m)
     minv[good] = np.linalg.inv(m[good])
     z, w = verts[:, :, 2], verts[:, :, 3]
+    # Only triangles whose projected extent holds the pixel centre can cover it (all of them
+    # when a vertex is behind the eye); the margin keeps near-edge pixels for the ambiguity test.
+    ahead = (w > 0).all(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px, py = verts[:, :, 0] / w, verts[:, :, 1] / w
+    margin = 1e-6
+    lo_x, hi_x = np.where(ahead, px.min(1), -np.inf) - margin, np.where(ahead, px.max(1), np.inf) + margin
+    lo_y, hi_y = np.where(ahead, py.min(1), -np.inf) - margin, np.where(ahead, py.max(1), np.inf) + margin
     ids = np.full((height, width), -1, np.int64)
     u = np.zeros((height, width))
     v = np.zeros((height, width))
@@ -40,12 +48,13 @@ def reference_rasterize(clip: np.ndarray, tri: np.ndarray, height: int, width: i
         y = (2 * j + 1) / height - 1
         for i in range(width):
             x = (2 * i + 1) / width - 1
-            bp = minv @ np.array([x, y, 1.0])           # (F, 3)
+            cand = np.flatnonzero(good & (lo_x <= x) & (x <= hi_x) & (lo_y <= y) & (y <= hi_y))
+            bp = minv[cand] @ np.array([x, y, 1.0])     # (K, 3)
             s = bp.sum(1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 b = bp / s[:, None]
-                depth = (b * z).sum(1) / (b * w).sum(1)
-            front = good & (s > 0)
+                depth = (b * z[cand]).sum(1) / (b * w[cand]).sum(1)
+            front = s > 0
             inside = front & (b >= 0).all(1) & (depth >= -1) & (depth <= 1)
             near_edge = front & (np.abs(b).min(1) < tol) & (b > -tol).all(1)
             near_plane = front & (b > -tol).all(1) & ((np.abs(depth - 1) < tol) | (np.abs(depth + 1) < tol))
@@ -53,12 +62,12 @@ def reference_rasterize(clip: np.ndarray, tri: np.ndarray, height: int, width: i
                 ambiguous[j, i] = True
             if not inside.any():
                 continue
-            cand = np.flatnonzero(inside)
-            order = cand[np.lexsort((cand, depth[cand]))]
+            hit = np.flatnonzero(inside)
+            order = hit[np.lexsort((cand[hit], depth[hit]))]  # by depth, then triangle id
             best = order[0]
             if len(order) > 1 and abs(depth[order[1]] - depth[best]) < tol:
                 ambiguous[j, i] = True
-            ids[j, i] = best
+            ids[j, i] = cand[best]
             u[j, i], v[j, i], zw[j, i] = b[best, 0], b[best, 1], depth[best]
     return ids, u, v, zw, ambiguous
 

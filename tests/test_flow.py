@@ -141,7 +141,7 @@ def test_warping_the_source_render_reproduces_the_target():
     tgt.lighting = src.lighting = model.default_params(1).lighting
     target = render_face(model, tgt, outputs=("image",), antialias=False).image
     source = render_face(model, src, outputs=("image",), antialias=False).image
-    assert _psnr(warp_by_flow(source, flow, valid)[v], target[v]) > 50.0
+    assert _psnr(warp_by_flow(source, flow, valid)[v], target[v]) > 40.0
 
 
 def test_flow_gradients_and_errors():

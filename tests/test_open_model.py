@@ -3,6 +3,7 @@ import hashlib
 import importlib.util
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -299,6 +300,7 @@ def test_mapping_file(model):
 def _load_build_script():
     spec = importlib.util.spec_from_file_location("build_open_model", REPO / "scripts" / "build_open_model.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from morph3d.model import Camera, shade
+from morph3d.model import Camera, load_model, shade
 from morph3d.render import landmark_visibility, render_face
 from render_fixtures import directional_lighting, quad_model, sphere_model
 
@@ -104,6 +104,25 @@ def test_landmarks_match_model_and_visibility_follows_facing():
     assert abs(float(r.depth[b, 0, v, u]) + float(pts[b, k, 2])) < 2.0
 
 
+def test_turning_a_face_hides_the_far_side_landmarks():
+    try:
+        model = load_model("open")
+    except FileNotFoundError:
+        pytest.skip("the default model asset is not built")
+    p = model.default_params(4, (96, 96))
+    for b, yaw in enumerate((0.0, 70.0, -70.0, 180.0)):
+        p.rotation[b, 0] = math.radians(yaw)
+    vis = render_face(model, p, outputs=("landmarks",)).landmark_visible
+    assert vis[0].all()  # frontal: every landmark, the jaw contour included
+    jaw_right, jaw_left = list(range(0, 8)), list(range(10, 17))  # the subject's right is on the image left
+    eye_right, eye_left = list(range(36, 42)), list(range(42, 48))
+    # yaw > 0 turns the nose to the image right: the subject's left side goes out of view
+    assert vis[1, jaw_right].all() and not vis[1, jaw_left].any() and not vis[1, eye_left].any()
+    assert vis[1, eye_right].all() and vis[1, 30]  # the nose tip stays in view
+    assert vis[2, jaw_left].all() and not vis[2, jaw_right].any() and not vis[2, eye_right].any()
+    assert not vis[3].any()  # seen from behind
+
+
 def test_landmarks_outside_the_image_are_not_visible():
     model = sphere_model()
     p = model.default_params(1, (64, 64))
@@ -114,8 +133,7 @@ def test_landmarks_outside_the_image_are_not_visible():
     assert not r.landmark_visible[0][u >= 63.5].any()
     assert r.landmark_visible[0][u < 62].all()
     # a tighter tolerance cannot make covered landmarks visible, nor a landmark hidden by a closer surface
-    vis = landmark_visibility(model, r.landmarks_2d, model(p).landmarks_cam, r.rast, r.depth[:, 0], p.camera,
-                              tolerance_px=0.0)
+    vis = landmark_visibility(model, model(p), r.rast, r.depth[:, 0], p.camera, tolerance_px=0.0)
     assert (vis <= r.landmark_visible).all()
 
 

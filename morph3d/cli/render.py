@@ -147,8 +147,8 @@ def run(args) -> int:
 
     from morph3d.model import load_model
     from morph3d.render import (contact_sheet, depth_to_rgb, draw_points, flow_to_rgb, flow_wheel, linear_to_srgb,
-                                normals_to_rgb, region_segmentation, render_face, render_flow, save_png,
-                                segmentation_to_rgb)
+                                normals_to_rgb, region_class_names, region_segmentation, render_face, render_flow,
+                                save_png, segment_palette, segmentation_to_rgb)
     model = load_model(args.model).to(device)
     if args.params:
         params = _load_params(model, args.params, device)
@@ -195,17 +195,23 @@ def run(args) -> int:
     change = ", ".join(f"{k}={v:g}" for k, v in flow_weights.items()) or "neutral"
     if dyaw:
         change += f", yaw {dyaw:+g} deg"
+    num_classes = len(model.region_names) + 1
     panels = [
         ("image + landmarks", image),
         ("mask", r.mask[0].cpu()),
         ("depth", depth_to_rgb(r.depth[0]).cpu()),
         ("normals", normals_to_rgb(r.normals[0]).cpu()),
-        ("regions", segmentation_to_rgb(labels[0], len(model.region_names) + 1).cpu()),
-        (f"flow to {change} (max {max_flow:.1f} px)", flow_rgb),
+        ("regions", segmentation_to_rgb(labels[0], num_classes).cpu()),
+        (f"flow to {change}", flow_rgb),
     ]
     pose = ", ".join(f"{n} {math.degrees(float(a)):.0f}" for n, a in zip(("yaw", "pitch", "roll"), params.rotation[0]))
     expr = ", ".join(f"{k}={v:g}" for k, v in weights.items())
-    title = f"{model.name}  |  {pose} deg" + (f"  |  {expr}" if expr else "")
-    save_png(contact_sheet(panels, columns=3, title=title), out)
+    title = f"{model.name.split(' (')[0]}  |  {pose} deg" + (f"  |  {expr}" if expr else "")
+    legend = list(zip(region_class_names(model)[1:], segment_palette(num_classes)[1:].tolist()))
+    notes = [f"landmarks: green visible, red hidden ({int(vis.sum())} of {int(model.landmark_valid.sum())} seen)  |  "
+             f"depth: near = bright  |  normals: RGB = (n + 1) / 2, camera frame",
+             f"flow: hue = direction (wheel), saturation = length up to {max_flow:.1f} px, white = still, "
+             f"dark grey = occluded / not seen in the second view"]
+    save_png(contact_sheet(panels, columns=3, title=title, legend=legend, notes=notes), out)
     print(f"wrote {out} ({h}x{w} panels)")
     return 0

@@ -7,7 +7,7 @@ renderer in the crop's camera. Adam minimises, per face,
     + sum_i |proj_i - x_i|^2 / (landmark_sigma * size)^2  (the landmark term of the landmark fit)
     + |alpha|^2 + expression prior + texture_prior |gamma|^2 + lighting_prior |L - L0|^2
 
-with the mask ``m`` = rendered coverage x the model's skin regions (eyes, brows, lips, mouth, ears,
+over a fixed set of pixels, the mask ``m`` = the start's rendered coverage x the model's skin regions (eyes, brows, lips, mouth, ears,
 hair are left out) x the pixels inside the photo x a skin-colour weight of the photo (chroma near the
 median chroma of the face, which drops hair, glasses and occluders). The jaw landmarks keep the
 correspondences of the landmark fit.
@@ -103,7 +103,8 @@ def _chroma_weight(photo: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
 
 
 def _solve_lighting(albedo, normals, photo, mask, ridge: float = 1e-5) -> torch.Tensor:
-    """Linear least-squares SH lighting (B, 27): photo ~ albedo * sum_k A_k L_k Y_k(n) / pi on the mask."""
+    """Linear least-squares SH lighting (B, 27): photo ~ albedo * sum_k A_k L_k Y_k(n) / pi on the mask
+    (a ``ridge`` per pixel pulls towards unit ambient light where the normals do not decide)."""
     b = photo.shape[0]
     band = torch.tensor([BAND_FACTORS[BAND_OF_COEFFICIENT[k]] / math.pi for k in range(NUM_SH)],
                         dtype=photo.dtype, device=photo.device)
@@ -124,8 +125,9 @@ def _solve_lighting(albedo, normals, photo, mask, ridge: float = 1e-5) -> torch.
 
 
 def _solve_texture(basis, mean, shading, photo, mask, sigma: float, prior: float) -> torch.Tensor:
-    """Albedo coefficients (B, Ka) by weighted linear least squares, the lighting fixed:
-    photo ~ shading * (mean + basis @ gamma) on the mask, plus ``prior * |gamma|^2``.
+    """Albedo coefficients (B, Ka) by linear least squares, the lighting fixed: minimises the mean over
+    the mask of |photo - shading * (mean + basis @ gamma)|^2 / sigma^2 plus ``prior * |gamma|^2`` (a
+    mean, not a sum, over pixels: their errors are correlated, not independent).
 
     basis: (B, H, W, 3, Ka) per-pixel albedo basis; mean: (B, 3, H, W); shading: (B, 3, H, W) E(n)/pi."""
     b, ka = basis.shape[0], basis.shape[-1]
@@ -135,8 +137,9 @@ def _solve_texture(basis, mean, shading, photo, mask, sigma: float, prior: float
         if int(sel.sum()) < 50:
             continue
         sh = shading[i].permute(1, 2, 0)[sel]  # (P, 3)
-        a = (basis[i][sel] * sh[..., None]).reshape(-1, ka) / sigma  # (3P, Ka)
-        rhs = ((photo[i] - shading[i] * mean[i]).permute(1, 2, 0)[sel]).reshape(-1) / sigma
+        norm = sigma * float(sel.sum()) ** 0.5
+        a = (basis[i][sel] * sh[..., None]).reshape(-1, ka) / norm  # (3P, Ka)
+        rhs = ((photo[i] - shading[i] * mean[i]).permute(1, 2, 0)[sel]).reshape(-1) / norm
         gram = a.T @ a + prior * torch.eye(ka, dtype=a.dtype, device=a.device)
         out[i] = torch.linalg.solve(gram, a.T @ rhs)
     return out
@@ -230,16 +233,20 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
     init = {"identity": base.identity, "expression": base.expression, "texture": texture0,
             "rotation": base.rotation, "translation": base.translation, "lighting": lighting0}
     var = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    lrs = {"identity": 0.01, "expression": 0.01, "texture": 0.01, "rotation": 3e-4, "translation": 0.1,
+    lrs = {"identity": 0.003, "expression": 0.003, "texture": 0.01, "rotation": 1e-4, "translation": 0.03,
            "lighting": 0.01}
     opt = torch.optim.Adam([{"params": [var[k]], "lr": lrs[k]} for k in names])
     exp_prior = (1.0 / lm_cfg.blendshape_sigma ** 2) if blend else lm_cfg.expression_prior
     history = []
 
+    # compared on a fixed set of pixels (the start's covered skin): a mask that followed the render
+    # would reward shrinking the face onto the pixels it explains best
+    region_weight = solve_mask
+    region_total = region_weight.sum((1, 2, 3)).clamp_min(1.0)
+
     def objective(render_out, v):
-        m = weight * render_out.mask
         diff = (render_out.image - photo).square().sum(1, keepdim=True).add(1e-8).sqrt()
-        photo_term = (m * diff).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1.0)
+        photo_term = (region_weight * diff).sum((1, 2, 3)) / region_total
         lm = landmarks_of(render_out.geometry.vertices_cam, cam)
         d2 = torch.where(used, (lm - tgt).square().sum(-1), torch.ones_like(lm[..., 0]))
         rho, _ = robust_loss(d2.sqrt() * lm_scale[:, None], lm_cfg.robust, lm_cfg.robust_threshold)
@@ -284,6 +291,6 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
         lm_img = torch.where(keep[:, None, None] | ~torch.isfinite(lm_before), lm_before, lm_after)
         err_after = torch.where(keep, err_before, err_after)
     return PhotometricResult(params=result, landmarks_2d=lm_img, render=out.image.detach(), photo=photo,
-                             mask=(weight * out.mask).detach(), crops=crops, error_before=err_before,
+                             mask=region_weight, crops=crops, error_before=err_before,
                              error_after=err_after, kept_landmark_geometry=keep, loss=history,
                              seconds=time.perf_counter() - start)

@@ -14,7 +14,7 @@ from .segmentation import (BACKGROUND, LANDMARK_CLASS, LANDMARK_CLASSES, landmar
                            region_class_names, region_segmentation)
 from .synthetic import SyntheticBatch, SyntheticFaces, smooth_noise
 from .visualize import (depth_to_rgb, draw_points, flow_to_rgb, flow_wheel, linear_to_srgb, normals_to_rgb,
-                        segmentation_to_rgb, srgb_to_linear)
+                        segment_palette, segmentation_to_rgb, srgb_to_linear)
 
 __all__ = [
     "BACKGROUND", "DEFAULT_OUTPUTS", "LANDMARK_CLASS", "LANDMARK_CLASSES", "OUTPUTS", "RenderOutput",
@@ -22,5 +22,5 @@ __all__ = [
     "flow_to_grid", "flow_to_rgb", "flow_wheel", "interpolate", "landmark_segmentation", "landmark_visibility",
     "linear_to_srgb", "normals_to_rgb", "pixel_footprint", "pixel_grid", "polygon_mask", "rasterize",
     "rasterize_face", "region_class_names", "region_segmentation", "render_face", "render_flow", "save_png",
-    "segmentation_to_rgb", "smooth_noise", "srgb_to_linear", "warp_by_flow",
+    "segment_palette", "segmentation_to_rgb", "smooth_noise", "srgb_to_linear", "warp_by_flow",
 ]

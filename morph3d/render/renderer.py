@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model.camera import PERSPECTIVE, Camera
+from ..model.geometry import barycentric_points
 from ..model.lighting import shade
 from ..model.morphable_model import ModelOutput, MorphableModel
 from ..model.params import FaceParams
@@ -120,35 +121,44 @@ def _sample_texture(model: MorphableModel, texture: torch.Tensor, rast: torch.Te
     return out.permute(0, 2, 3, 1)
 
 
-def landmark_visibility(model: MorphableModel, landmarks_2d: torch.Tensor, landmarks_cam: torch.Tensor,
-                        rast: torch.Tensor, depth: torch.Tensor, camera: Camera,
-                        tolerance_px: float = 3.0) -> torch.Tensor:
-    """Which landmarks are seen: inside the image and not behind another surface.
+def landmark_visibility(model: MorphableModel, geometry: ModelOutput, rast: torch.Tensor, depth: torch.Tensor,
+                        camera: Camera, tolerance_px: float = 3.0, max_backfacing: float = 0.2) -> torch.Tensor:
+    """Which landmarks are seen: inside the image, facing the camera and not behind another surface.
 
-    landmarks_2d: (B, L, 2) pixels; landmarks_cam: (B, L, 3) mm; rast: (B, H, W, 4); depth: (B, H, W) mm
-    (0 on the background). At the landmark's nearest pixel the landmark is visible when that pixel is
-    background (it lies on the silhouette), shows a triangle sharing a vertex with the landmark's
-    triangle, or shows a surface at most ``tolerance_px`` pixel footprints in front of it. -> (B, L) bool.
+    geometry: ``model(params)``; rast: (B, H, W, 4); depth: (B, H, W) mm (0 on the background).
+    A landmark is visible when it projects inside the image, its surface normal does not face away from
+    the camera by more than ``max_backfacing`` (cosine; rims are at 0), and at least one pixel of the 3 x 3
+    block around its nearest pixel is background (the landmark is on the silhouette), shows a triangle
+    sharing a vertex with the landmark's triangle, or shows a surface at most ``tolerance_px`` pixel
+    footprints in front of the landmark. -> (B, L) bool.
     """
     b, h, w = depth.shape
-    uv = landmarks_2d.detach()
-    finite = torch.isfinite(uv).all(-1)
+    uv = geometry.landmarks_2d.detach()
+    pts = geometry.landmarks_cam.detach()
+    finite = torch.isfinite(uv).all(-1) & torch.isfinite(pts).all(-1)
     x = torch.where(finite, uv[..., 0], torch.full_like(uv[..., 0], -1.0))
     y = torch.where(finite, uv[..., 1], torch.full_like(uv[..., 1], -1.0))
     inside = finite & (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
-    ix = torch.round(x).long().clamp(0, w - 1)
-    iy = torch.round(y).long().clamp(0, h - 1)
-    flat = iy * w + ix
-    tri_id = rast[..., 3].detach().reshape(b, -1).gather(1, flat).round().long() - 1  # (B, L)
-    buf = depth.detach().reshape(b, -1).gather(1, flat)
-    d = -landmarks_cam.detach()[..., 2]
-    own = model.triangles[model.landmark_faces]  # (L, 3)
-    seen = model.triangles[tri_id.clamp_min(0)]  # (B, L, 3)
-    shares = (own[None, :, :, None] == seen[:, :, None, :]).flatten(2).any(-1)
+    normal = barycentric_points(geometry.normals_cam.detach(), model.triangles, model.landmark_faces,
+                                model.landmark_bary)
+    to_camera = -pts if camera.kind == PERSPECTIVE else torch.tensor([0.0, 0.0, 1.0]).to(pts)
+    cos = (normal * to_camera).sum(-1) / (normal.norm(dim=-1) * to_camera.norm(dim=-1)).clamp_min(1e-12)
+    facing = torch.nan_to_num(cos, nan=-1.0) >= -max_backfacing
+    d = torch.nan_to_num(-pts[..., 2], nan=float("inf"))
     tol = tolerance_px * pixel_footprint(d, camera)
-    front_ok = torch.nan_to_num(d, nan=float("inf")) <= buf + tol
-    unobstructed = (tri_id < 0) | shares | front_ok
-    return inside & unobstructed & model.landmark_valid[None]
+    own = model.triangles[model.landmark_faces]  # (L, 3)
+    tri_ids = rast[..., 3].detach().round().long().reshape(b, -1) - 1
+    buf_all = depth.detach().reshape(b, -1)
+    cx, cy = torch.round(x).long(), torch.round(y).long()
+    unobstructed = torch.zeros_like(inside)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            flat = (cy + dy).clamp(0, h - 1) * w + (cx + dx).clamp(0, w - 1)
+            tri_id = tri_ids.gather(1, flat)  # (B, L)
+            seen = model.triangles[tri_id.clamp_min(0)]  # (B, L, 3)
+            shares = (own[None, :, :, None] == seen[:, :, None, :]).flatten(2).any(-1)
+            unobstructed |= (tri_id < 0) | shares | (d <= buf_all.gather(1, flat) + tol)
+    return inside & facing & unobstructed & model.landmark_valid[None]
 
 
 def render_face(model: MorphableModel, params: FaceParams, outputs=DEFAULT_OUTPUTS,
@@ -223,8 +233,7 @@ def render_face(model: MorphableModel, params: FaceParams, outputs=DEFAULT_OUTPU
         result.albedo = (albedo * hard).permute(0, 3, 1, 2)
     if "landmarks" in wanted:
         result.landmarks_2d = geo.landmarks_2d
-        result.landmark_visible = landmark_visibility(model, geo.landmarks_2d, geo.landmarks_cam, rast,
-                                                      depth[..., 0], params.camera)
+        result.landmark_visible = landmark_visibility(model, geo, rast, depth[..., 0], params.camera)
     return result
 
 
