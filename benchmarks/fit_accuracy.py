@@ -236,7 +236,8 @@ def main(argv=None) -> int:
                     ph = photometric[0](models[name], [image], r, lm[None], photometric[1])
                     row[f"morph3d-{name}+photo/{src}"] = {**scores(ph.landmarks_2d[0].numpy(), gt),
                                                           "time": sec + ph.seconds,
-                                                          "pose": np.degrees(ph.params.rotation[0].numpy())}
+                                                          "pose": np.degrees(ph.params.rotation[0].numpy()),
+                                                          "refined": not bool(ph.kept_landmark_geometry[0])}
             if eos_fitter is not None:
                 pred, pose, sec = eos_fitter.fit(lm, w, h)
                 row[f"eos-sfm/{src}"] = {**scores(pred, gt), "time": sec, "pose": pose}
@@ -267,8 +268,10 @@ def main(argv=None) -> int:
             base = m.replace("+photo", "")
             pairs = [(r[base]["io68"], r[m]["io68"]) for r in rows if m in r and base in r]
             worse = sum(after > before + 1e-9 for before, after in pairs)
+            refined = sum(r[m]["refined"] for r in rows if m in r)
             before, after = (np.mean([p[i] for p in pairs]) * 100 for i in (0, 1))
-            print(f"  {m:30s} mean {before:.3f} -> {after:.3f} %, worse on {worse} of {len(pairs)} faces")
+            print(f"  {m:30s} mean {before:.3f} -> {after:.3f} %, worse on {worse} of {len(pairs)} faces; "
+                  f"refined geometry kept on {refined} (else the landmark fit's)")
     if det_times:
         print(f"\ndlib detection: {np.mean(det_times):.3f} s/image; no matching face in {len(det_missed)}: "
               f"{', '.join(det_missed)}")

@@ -604,6 +604,8 @@ bool cpu_has_avx2() {
 #endif
 }
 
+constexpr int64_t kSerialWork = 1 << 15;
+
 // Runs `pass` over tasks [0, tasks) on the intra-op threads.
 template <typename T>
 void run(const Work<T>& w, Pass pass, int64_t tasks, int64_t mode, int64_t padding) {
@@ -617,7 +619,10 @@ void run(const Work<T>& w, Pass pass, int64_t tasks, int64_t mode, int64_t paddi
                   : (border ? run_avx2<T, false, true> : run_avx2<T, false, false>);
   }
 #endif
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) { fn(w, pass, begin, end); });
+  // Small problems run on the calling thread: waking the pool would cost more than the work.
+  const int64_t work = w.P.Ho * w.P.Wo * (w.P.C + 4) * (pass == Pass::kItems ? w.P.B : 1);
+  const int64_t grain = work < kSerialWork ? tasks : 1;
+  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) { fn(w, pass, begin, end); });
 }
 
 template <typename T>

@@ -792,9 +792,7 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
     depth = a[NOSE_TIP][2] - a[EAR_RIGHT][2]
     y_sub, y_chin = a[SUBNASALE][1], a[MENTON][1]
     jaw_x = abs(a[JAW_ANGLE_RIGHT][0])
-    chin = bump(v, [0.0, y_chin + 6.0, a[MENTON][2] + 4.0], [38.0, 24.0, 40.0])
-    chin = chin / chin[MENTON]
-    chin_spread = x * chin / (x * chin)[CHIN_SIDE_RIGHT]  # 1 at the chin's side, -1 at its mirror
+    chin = smoothstep(a[LIP_LOWER][1] - 8.0, y_chin + 15.0, y) * smoothstep(45.0, 25.0, np.abs(x))
     nose = bump(v, [0.0, 5.0, 62.0], [22.0, 42.0, 30.0])
     y_tip = a[NOSE_TIP][1]  # nose length: 0 at the nasion, 1 at the tip, 0 again below the subnasale
     nose_down = np.where(y > y_tip, smoothstep(a[NASION][1], y_tip, y), smoothstep(y_sub - 6.0, y_tip, y))
@@ -826,7 +824,7 @@ def identity_basis(mesh: Mesh, parts: dict) -> tuple[np.ndarray, list[str]]:
         "jaw_width": col(x * 3.5 / jaw_x * smoothstep(y_sub, a[JAW_ANGLE_RIGHT][1], y), 0, 0),
         "chin_height": col(0, -4.0 * chin, 0),
         "chin_projection": col(0, 0, 4.0 * chin),
-        "chin_width": col(-2.0 * chin_spread, 0, 0),
+        "chin_width": col(x * 2.0 / abs(a[CHIN_SIDE_RIGHT][0]) * chin, 0, 0),
         "nose_length": col(0, -3.0 * nose_down, 0),
         "nose_width": col(-2.0 * nose_spread, 0, 0),
         "nose_projection": col(0, 0, 3.0 * bump(v, a[NOSE_TIP], [16.0, 20.0, 24.0])),

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,3 +118,10 @@ def test_bad_output_path(monkeypatch, tmp_path, model_file, capsys):
     assert ".png" in capsys.readouterr().err
     assert run(monkeypatch, ["--model", model_file, "--out", tmp_path / "missing" / "sheet.png"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_exit_status_of_the_command(tmp_path, model_file):
+    out = tmp_path / "sheet.png"
+    proc = subprocess.run([sys.executable, "-m", "morph3d", "render", "--model", str(model_file), "--size", "3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--size must be between" in proc.stderr and not out.exists()

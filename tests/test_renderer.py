@@ -233,6 +233,19 @@ def test_batch_matches_single_renders():
         assert (both.landmark_visible[b] == one.landmark_visible[0]).all()
 
 
+def test_float64_matches_float32():
+    model = sphere_model()
+    p = model.default_params(1, (40, 40))
+    p.rotation[0, 0] = 0.3
+    p.lighting = directional_lighting(1)
+    r32 = render_face(model, p)
+    r64 = render_face(model.to(torch.float64), p.to(dtype=torch.float64))
+    assert r64.image.dtype == torch.float64 and r64.depth.dtype == torch.float64
+    torch.testing.assert_close(r64.image.float(), r32.image, atol=1e-4, rtol=0)
+    torch.testing.assert_close(r64.depth.float(), r32.depth, atol=1e-2, rtol=0)
+    assert (r64.landmark_visible == r32.landmark_visible).all()
+
+
 def test_bad_inputs():
     model = sphere_model()
     p = model.default_params(1, (32, 32))

@@ -115,6 +115,12 @@ def studio_lighting(batch: int, device=None):
     return light.repeat(3).expand(batch, 27).clone().to(device)
 
 
+def framing_focal(model, size: int, distance: float, fill: float = 0.8) -> float:
+    """Focal length (pixels) at which the mean face's height fills ``fill`` of a ``size`` pixel image."""
+    y = model.vertices_mean[:, 1]
+    return fill * size * distance / max(float(y.max() - y.min()), 1e-6)
+
+
 def _default_flow_weights(model) -> dict[str, float]:
     if "jaw_open" in model.expression_names:
         return {"jaw_open": 0.8}
@@ -160,6 +166,7 @@ def run(args) -> int:
     else:
         size = DEFAULT_SIZE if args.size is None else args.size
         params = model.default_params(1, (size, size))
+        params.camera.focal[:] = framing_focal(model, size, float(-params.translation[0, 2]))
     lighting = args.lighting or ("params" if args.params else "studio")
     if lighting == "params" and not args.params:
         _fail("--lighting params needs --params FILE")
@@ -184,10 +191,10 @@ def run(args) -> int:
         r = render_face(model, params, background=bg)
         labels, _ = region_segmentation(model, r.rast)
         flow, valid = render_flow(model, params, second)
-    vis = r.landmark_visible[0]
+    vis = r.landmark_visible[0].cpu()
     colours = torch.where(vis[:, None], torch.tensor([0.2, 1.0, 0.3]), torch.tensor([1.0, 0.25, 0.2]))
     h, w = params.camera.image_size
-    image = draw_points(linear_to_srgb(r.image[0]).cpu(), r.landmarks_2d[0].cpu(), colours, radius=max(1.0, w / 160))
+    image = draw_points(linear_to_srgb(r.image[0]).cpu(), r.landmarks_2d[0].cpu(), colours, radius=max(1.0, w / 128))
     flow_rgb = flow_to_rgb(flow[0], valid[0]).cpu()
     inset = max(8, min(h, w) // 5)
     flow_rgb[:, h - inset - 2:h - 2, w - inset - 2:w - 2] = flow_wheel(inset)

@@ -18,8 +18,14 @@ CPU tensors use morph3d's C++ kernels (float32 or float64), CUDA tensors use nvd
 dropped and triangles are clipped at ``w = 0`` (only what lies in front of the eye is drawn),
 matching nvdiffrast's frustum clipping; the smallest ``z/w`` wins, equal depths go to the lower
 triangle id; shared edges are watertight (each pixel centre on a shared edge or vertex belongs to
-exactly one of the triangles meeting there). No image-space derivatives (nvdiffrast's
-``rast_db``) are produced. Results do not depend on the number of threads.
+exactly one of the triangles meeting there; edge signs near zero are decided exactly). No
+image-space derivatives (nvdiffrast's ``rast_db``) are produced.
+
+CPU threading: ``torch.set_num_threads`` sets how many threads the kernels use; results, gradients
+included, are bitwise identical for any thread count. The kernels start their own threads, which
+sleep while waiting; on a busy machine also set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python,
+or torch's own OpenMP threads spin between ops and take the CPU from everything else
+(``benchmarks/bench_rasterize.py`` measured 2-3x slower pipelines on 2 shared cores without it).
 """
 from __future__ import annotations
 
