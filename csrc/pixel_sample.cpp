@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <tuple>
 #include <type_traits>
@@ -336,11 +337,29 @@ M3D_INLINE void copy_run(int64_t C, const T* __restrict a, T* __restrict out) {
   for (int64_t j = 0; j < C; ++j) out[j] = a[j];
 }
 
-// d <go, bilinear sample> / d (x, y) of one pixel: per-channel terms into tx,
-// ty (whose entries from C up to a multiple of kLanes stay 0), then summed in
-// kLanes interleaved partial sums that are added in a fixed order.
+// Sums t[0, padded) (padded: a multiple of kLanes) in kLanes interleaved
+// partial sums, added in a fixed order: the same bits in every variant.
 constexpr int64_t kLanes = 8;
 
+template <typename T>
+struct LanesOf {
+  typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
+};
+
+template <typename T>
+M3D_INLINE T lane_sum(const T* __restrict t, int64_t padded) {
+  using V = typename LanesOf<T>::type;
+  V acc = {};
+  for (int64_t j = 0; j < padded; j += kLanes) {
+    V v;
+    std::memcpy(&v, t + j, sizeof(V));
+    acc += v;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// d <go, bilinear sample> / d (x, y) of one pixel: per-channel terms into tx,
+// ty (padded with zeros to a multiple of kLanes), then lane sums.
 template <typename T>
 M3D_INLINE void grid_grad_pixel(int64_t C, const T* __restrict a, const T* __restrict b, const T* __restrict c,
                                 const T* __restrict d, const T* __restrict go, T s, T n, T e, T w, T* __restrict tx,
@@ -349,15 +368,9 @@ M3D_INLINE void grid_grad_pixel(int64_t C, const T* __restrict a, const T* __res
     tx[j] = ((b[j] - a[j]) * s + (d[j] - c[j]) * n) * go[j];
     ty[j] = ((c[j] - a[j]) * e + (d[j] - b[j]) * w) * go[j];
   }
-  T sx[kLanes] = {}, sy[kLanes] = {};
-  for (int64_t j = 0; j < C; j += kLanes) {
-    for (int64_t l = 0; l < kLanes; ++l) {
-      sx[l] += tx[j + l];
-      sy[l] += ty[j + l];
-    }
-  }
-  gx = ((sx[0] + sx[1]) + (sx[2] + sx[3])) + ((sx[4] + sx[5]) + (sx[6] + sx[7]));
-  gy = ((sy[0] + sy[1]) + (sy[2] + sy[3])) + ((sy[4] + sy[5]) + (sy[6] + sy[7]));
+  const int64_t padded = (C + kLanes - 1) / kLanes * kLanes;
+  gx = lane_sum(tx, padded);
+  gy = lane_sum(ty, padded);
 }
 
 template <typename T>

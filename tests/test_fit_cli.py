@@ -133,6 +133,7 @@ def test_interrupted_image_leaves_nothing(scene, monkeypatch):
     ("model", "cannot load model"),
     ("landmarks_missing", "no such landmark file or folder"),
     ("landmarks_file_for_dir", "one landmark file"),
+    ("out_is_input", "--out is the input folder"),
 ])
 def test_argument_errors_exit_2(scene, tmp_path, capsys, case, message):
     s = scene
@@ -147,6 +148,8 @@ def test_argument_errors_exit_2(scene, tmp_path, capsys, case, message):
         args[4] = tmp_path / "bad.npz"
     elif case == "landmarks_missing":
         args[6] = tmp_path / "nowhere"
+    elif case == "out_is_input":
+        args[2] = s["photos"]
     else:
         args[6] = s["marks"] / "face.npy"
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(s["photos"] / "second.png")

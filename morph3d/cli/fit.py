@@ -51,6 +51,9 @@ def run(args) -> int:
         jobs = plan_jobs(args.input, args.landmarks)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
+    if Path(args.input).is_dir() and Path(args.input).resolve() == out.resolve():
+        raise CommandError("--out is the input folder; the overlays written there would be taken for photos "
+                           "on the next run: choose another folder")
     if args.landmarks is not None and Path(args.landmarks).resolve() == out.resolve():
         raise CommandError("--landmarks and --out are the same folder; the outputs would overwrite <stem>.json "
                            "landmark files")

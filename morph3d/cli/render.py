@@ -196,7 +196,7 @@ def run(args) -> int:
     h, w = params.camera.image_size
     image = draw_points(linear_to_srgb(r.image[0]).cpu(), r.landmarks_2d[0].cpu(), colours, radius=max(1.0, w / 128))
     flow_rgb = flow_to_rgb(flow[0], valid[0]).cpu()
-    inset = max(8, min(h, w) // 5)
+    inset = max(8, min(h, w) // 6)
     flow_rgb[:, h - inset - 2:h - 2, w - inset - 2:w - 2] = flow_wheel(inset)
     max_flow = float((flow[0].norm(dim=0) * valid[0, 0]).max())
     change = ", ".join(f"{k}={v:g}" for k, v in flow_weights.items()) or "neutral"

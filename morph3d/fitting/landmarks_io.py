@@ -1,6 +1,7 @@
 """Reading and writing 68-point iBUG landmarks.
 
-Formats (all give 0-based pixel coordinates, x right, y down, as in ``docs/conventions.md``):
+Formats (all give 0-based pixel coordinates, x right, y down, as in ``docs/conventions.md``, of the
+upright image, i.e. after its EXIF orientation is applied as ``images.load_image`` does):
 - ``.pts``: the iBUG text format (``version: 1``, ``n_points: 68``, ``{``, x y lines, ``}``), 1-based
   (1 is subtracted on read and added on write).
 - ``.npy``: a (68, 2) numeric array, 0-based.

@@ -3,21 +3,23 @@
 Each face is cropped to ``size`` x ``size`` around its landmarks and rendered with the differentiable
 renderer in the crop's camera. Adam minimises, per face,
 
-    photo_weight * mean_p(m_p |render_p - photo_p|)       (per-pixel L2 norm of linear RGB, robust)
-    + sum_i |proj_i - x_i|^2 / (landmark_sigma * size)^2  (the landmark term of the landmark fit)
+    photo_weight * mean_p(m_p |render_p - photo_p|)     (per-pixel L2 norm of linear RGB, robust)
+    + sum_i rho(|proj_i - x_i| / (landmark_sigma * size))   (the landmark term of the landmark fit)
     + |alpha|^2 + expression prior + texture_prior |gamma|^2 + lighting_prior |L - L0|^2
 
-over a fixed set of pixels, the mask ``m`` = the start's rendered coverage x the model's skin regions (eyes, brows, lips, mouth, ears,
-hair are left out) x the pixels inside the photo x a skin-colour weight of the photo (chroma near the
-median chroma of the face, which drops hair, glasses and occluders). The jaw landmarks keep the
-correspondences of the landmark fit.
+over a fixed set of pixels: the weights ``m`` = the start's rendered coverage x the model's skin
+regions (eyes, brows, lips, mouth, ears, hair are left out) x the pixels inside the photo x a
+skin-colour weight of the photo (chroma near the median chroma of the face, which drops hair, glasses
+and occluders). A set that followed the render would reward shrinking the face onto the pixels it
+explains best. The jaw landmarks keep the correspondences of the landmark fit; priors and the robust
+loss ``rho`` are those of ``config.landmarks`` (a :class:`LandmarkFitConfig`).
 
 Start: on the landmark fit's geometry, lighting (27 SH coefficients) and albedo coefficients are
 solved in closed form, alternately (``closed_form_rounds``): both enter the rendered colour linearly
-when the other is fixed (weighted linear least squares, residuals in units of ``photo_sigma``, with
-the albedo prior). Then ``steps`` Adam steps refine every parameter jointly, with small steps so that
-geometry moves only where the image supports it. The landmark term keeps the landmark fit's weight;
-the result is checked, and any face whose mean landmark error grew (by more than
+when the other is fixed (linear least squares on the mean squared residual in units of
+``photo_sigma``, with the albedo prior). Then ``steps`` Adam steps refine every parameter jointly,
+with small steps so that geometry moves only where the image supports it. The landmark term keeps
+the landmark fit's weight; the result is checked, and any face whose mean landmark error grew (by more than
 ``landmark_tolerance``, relative; 0 by default) keeps the landmark fit's geometry (pose, identity,
 expression) with the refined albedo and lighting, so the refinement never worsens the landmark fit.
 """
@@ -239,8 +241,6 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
     exp_prior = (1.0 / lm_cfg.blendshape_sigma ** 2) if blend else lm_cfg.expression_prior
     history = []
 
-    # compared on a fixed set of pixels (the start's covered skin): a mask that followed the render
-    # would reward shrinking the face onto the pixels it explains best
     region_weight = solve_mask
     region_total = region_weight.sum((1, 2, 3)).clamp_min(1.0)
 

@@ -119,7 +119,8 @@ class SyntheticFaces:
         self.seed = int(seed)
         self.pose_range = tuple(math.radians(float(r)) for r in pose_range_deg)
         self.backgrounds = backgrounds
-        self.sigma, self.texture_sigma, self.expression_sigma = float(sigma), float(texture_sigma), float(expression_sigma)
+        self.sigma, self.texture_sigma = float(sigma), float(texture_sigma)
+        self.expression_sigma = float(expression_sigma)
         self.expression_density = float(expression_density)
         self.focal_range, self.fill_range = tuple(focal_range), tuple(fill_range)
         self.translation_jitter = float(translation_jitter)
@@ -146,7 +147,8 @@ class SyntheticFaces:
             active = torch.rand(batch, m.expression_dim, generator=gen, dtype=torch.float64) < self.expression_density
             expression = torch.rand(batch, m.expression_dim, generator=gen, dtype=torch.float64) * active
         else:
-            expression = torch.randn(batch, m.expression_dim, generator=gen, dtype=torch.float64) * self.expression_sigma
+            expression = torch.randn(batch, m.expression_dim, generator=gen, dtype=torch.float64)
+            expression = expression * self.expression_sigma
         rotation = torch.stack([_uniform(gen, (batch,), -r, r) for r in self.pose_range], dim=-1)
 
         focal = _uniform(gen, (batch,), *self.focal_range) * max(h, w)
