@@ -77,9 +77,9 @@ def interleaved(fns, repeats: int, sync):
 def report(label: str, times: dict) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
-    print(f"{label:<34} grid_sample {med['grid_sample']:8.1f} ms (best {best['grid_sample']:7.1f})   "
-          f"pixel_sample {med['pixel_sample']:8.1f} ms (best {best['pixel_sample']:7.1f})   "
-          f"speed-up x{med['grid_sample'] / med['pixel_sample']:.2f} (best-of x{best['grid_sample'] / best['pixel_sample']:.2f})")
+    gs, ps = "grid_sample", "pixel_sample"
+    print(f"{label:<34} {gs} {med[gs]:8.1f} ms (best {best[gs]:7.1f})   {ps} {med[ps]:8.1f} ms (best {best[ps]:7.1f})"
+          f"   speed-up x{med[gs] / med[ps]:.2f} (best-of x{best[gs] / best[ps]:.2f})")
 
 
 def run_device(device: str, args) -> None:

@@ -341,6 +341,8 @@ M3D_INLINE void copy_run(int64_t C, const T* __restrict a, T* __restrict out) {
 // partial sums, added in a fixed order: the same bits in every variant.
 constexpr int64_t kLanes = 8;
 
+M3D_INLINE int64_t padded_channels(int64_t C) { return (C + kLanes - 1) / kLanes * kLanes; }
+
 template <typename T>
 struct LanesOf {
   typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
@@ -368,9 +370,8 @@ M3D_INLINE void grid_grad_pixel(int64_t C, const T* __restrict a, const T* __res
     tx[j] = ((b[j] - a[j]) * s + (d[j] - c[j]) * n) * go[j];
     ty[j] = ((c[j] - a[j]) * e + (d[j] - b[j]) * w) * go[j];
   }
-  const int64_t padded = (C + kLanes - 1) / kLanes * kLanes;
-  gx = lane_sum(tx, padded);
-  gy = lane_sum(ty, padded);
+  gx = lane_sum(tx, padded_channels(C));
+  gy = lane_sum(ty, padded_channels(C));
 }
 
 template <typename T>
@@ -428,22 +429,21 @@ struct BackwardJob {
 
 // Packs the output gradient of row ho into GO (Ho, Wo, C) and, when the grid
 // needs a gradient, computes it for the row from the packed input X.
+// terms: 2 * padded_channels(C) values, zero-initialised.
 template <typename T, bool Bilinear, bool Border, bool Avx2>
 M3D_INLINE void grid_grad_row(const Problem<T>& P, const BackwardJob<T>& J, const ChannelRef<const T*>* go_ch,
-                              const T* X, T* GO, const T* zeros, int64_t b, int64_t ho, RowTaps<T>& t) {
+                              const T* X, T* GO, const T* zeros, int64_t b, int64_t ho, RowTaps<T>& t, T* terms) {
   const int64_t C = P.C, row = b * P.Ho + ho;
   T* go = GO + ho * P.Wo * C;
   pack_row_any<T, Avx2>(go_ch, ho, P.Wo, C, go);
   if (!J.grad_grid) return;
   row_taps<T, Bilinear, Border>(P, row, t);
   T* gg = J.grad_grid + row * P.Wo * 2;
-  const int64_t padded = (C + kLanes - 1) / kLanes * kLanes;
-  std::vector<T> terms(2 * padded, T(0));
   for (int64_t k = 0; k < P.Wo; ++k) {
     const Corners<T> v(t, k, X, zeros, P.W, C, 4);
     T gx, gy;
-    grid_grad_pixel(C, v.r[0], v.r[1], v.r[2], v.r[3], go + k * C, t.s[k], t.n[k], t.e[k], t.w[k], terms.data(),
-                    terms.data() + padded, gx, gy);
+    grid_grad_pixel(C, v.r[0], v.r[1], v.r[2], v.r[3], go + k * C, t.s[k], t.n[k], t.e[k], t.w[k], terms,
+                    terms + padded_channels(C), gx, gy);
     gg[2 * k] = gx * t.mx[k];
     gg[2 * k + 1] = gy * t.my[k];
   }
@@ -545,13 +545,17 @@ M3D_INLINE void forward_items(const Work<T>& w, Pass pass, int64_t begin, int64_
   const Problem<T>& P = w.P;
   RowTaps<T> t(P.Wo);
   const auto R = scratch<T>(P.Wo * P.C);
-  const auto X = scratch<T>(pass == Pass::kItems && !input_is_packed(P) ? P.H * P.W * P.C : 0);
-  for (int64_t i = begin; i < end; ++i) {
-    const bool items = pass == Pass::kItems;
-    const int64_t b = items ? i : w.b;
-    const T* Xb = items ? packed_input<T, Avx2>(P, b, X.get()) : w.X;
+  if (pass == Pass::kRows) {  // rows [begin, end) of item w.b
+    const auto out = planes_of(P, *w.out, w.b, P.Ho * P.Wo);
+    for (int64_t ho = begin; ho < end; ++ho)
+      forward_row<T, Bilinear, Border, Avx2>(P, w.X, w.zeros, out.data(), w.b, ho, t, R.get());
+    return;
+  }
+  const auto X = scratch<T>(input_is_packed(P) ? 0 : P.H * P.W * P.C);  // items [begin, end)
+  for (int64_t b = begin; b < end; ++b) {
+    const T* Xb = packed_input<T, Avx2>(P, b, X.get());
     const auto out = planes_of(P, *w.out, b, P.Ho * P.Wo);
-    for (int64_t ho = items ? 0 : i; ho < (items ? P.Ho : i + 1); ++ho)
+    for (int64_t ho = 0; ho < P.Ho; ++ho)
       forward_row<T, Bilinear, Border, Avx2>(P, Xb, w.zeros, out.data(), b, ho, t, R.get());
   }
 }
@@ -562,10 +566,11 @@ M3D_INLINE void backward_items(const Work<T>& w, Pass pass, int64_t begin, int64
   const BackwardJob<T>& J = *w.job;
   const int64_t HW = P.H * P.W;
   RowTaps<T> t(P.Wo);
+  std::vector<T> terms(2 * padded_channels(P.C), T(0));
   if (pass == Pass::kRows) {
     const auto go_ch = channels_of(J.grad_out, w.b);
     for (int64_t ho = begin; ho < end; ++ho)
-      grid_grad_row<T, Bilinear, Border, Avx2>(P, J, go_ch.data(), w.X, w.buf, w.zeros, w.b, ho, t);
+      grid_grad_row<T, Bilinear, Border, Avx2>(P, J, go_ch.data(), w.X, w.buf, w.zeros, w.b, ho, t, terms.data());
   } else if (pass == Pass::kPieces) {
     const auto grad = planes_of(P, J.grad_in, w.b, HW);
     for (int64_t p = begin; p < end; ++p)
@@ -580,7 +585,7 @@ M3D_INLINE void backward_items(const Work<T>& w, Pass pass, int64_t begin, int64
       const T* Xb = grid ? packed_input<T, Avx2>(P, b, X.get()) : nullptr;
       const auto go_ch = channels_of(J.grad_out, b);
       for (int64_t ho = 0; ho < P.Ho; ++ho)
-        grid_grad_row<T, Bilinear, Border, Avx2>(P, J, go_ch.data(), Xb, GO.get(), w.zeros, b, ho, t);
+        grid_grad_row<T, Bilinear, Border, Avx2>(P, J, go_ch.data(), Xb, GO.get(), w.zeros, b, ho, t, terms.data());
       const auto grad = planes_of(P, J.grad_in, b, HW);
       for (size_t p = 0; p < J.pieces.size(); p += 2)
         scatter_piece<T, Bilinear, Border, Avx2>(P, GO.get(), G.get(), grad.data(), b, J.pieces[p],

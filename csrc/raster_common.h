@@ -2,13 +2,13 @@
 // antialias.cpp). Conventions: clip positions are (X, Y, Z, W) as in nvdiffrast; the
 // pixel in column i has its centre at NDC x = (2 i + 1) / width - 1 (same for rows).
 //
-// Threading: plain std::threads with dynamic chunking and blocking joins, not OpenMP. On
-// shared, oversubscribed machines OpenMP's spin-waiting at barriers made 2 threads several
-// times slower than 1; here a waiting thread sleeps and an idle one takes the next chunk.
+// Threading: OpenMP (the runtime torch itself uses, so its idle workers are reused) with
+// dynamic chunking from an atomic counter, and cheap passes kept on the calling thread.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -16,8 +16,6 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 namespace morph3d_raster {
@@ -26,7 +24,7 @@ namespace morph3d_raster {
 inline int num_threads() { return std::max(1, at::get_num_threads()); }
 
 // Cheap per-element passes (pixels, vertices) use chunks this big, so small problems run on
-// the calling thread: starting threads costs more than it saves below ~0.1 ms of work.
+// the calling thread: waking threads costs more than it saves below ~0.1 ms of work.
 constexpr int64_t kCheapGrain = 65536;
 
 // How many workers an owner-computes pass over n elements deserves.
@@ -34,7 +32,7 @@ inline int workers_for(int64_t n, int64_t per_worker) {
   return (int)std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + per_worker - 1) / per_worker));
 }
 
-// Run work(w) for w in [0, workers) on that many threads (the caller is worker 0).
+// Run work(w) for every w in [0, workers), on up to that many OpenMP threads.
 template <typename Work>
 void run_workers(int workers, const Work& work) {
   if (workers <= 1) {
@@ -43,28 +41,18 @@ void run_workers(int workers, const Work& work) {
   }
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto guarded = [&](int w) {
-    try {
-      work(w);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex);
-      if (!error) error = std::current_exception();
-    }
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(workers - 1);
-  int started = 1;
-  for (int w = 1; w < workers; ++w) {
-    try {
-      threads.emplace_back(guarded, w);
-      ++started;
-    } catch (const std::system_error&) {
-      break;  // no more threads available: the remaining workers run inline below
+#pragma omp parallel num_threads(workers)
+  {
+    // Fewer threads than asked (nesting, limits): each covers several worker ids.
+    for (int w = omp_get_thread_num(); w < workers; w += omp_get_num_threads()) {
+      try {
+        work(w);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
     }
   }
-  guarded(0);
-  for (int w = started; w < workers; ++w) guarded(w);
-  for (std::thread& t : threads) t.join();
   if (error) std::rethrow_exception(error);
 }
 

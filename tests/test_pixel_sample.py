@@ -67,6 +67,22 @@ def test_matches_grid_sample(mode, padding, align_corners):
             assert torch.count_nonzero(grad_grid) == 0
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_threaded_schedules_match_grid_sample(batch):
+    """Big enough to use the threads: whole batch items per thread (batch >= threads) or each item
+    split by rows and channel pieces (batch 1)."""
+    gen = torch.Generator().manual_seed(batch)
+    inputs = [torch.randn(batch, c, 33, 31, generator=gen) for c in (3, 19)]
+    grid = torch.rand(batch, 48, 50, 2, generator=gen) * 2.4 - 1.2
+    grad_outputs = [torch.randn(batch, c, 48, 50, generator=gen) for c in (3, 19)]
+    for mode, padding in (("bilinear", "zeros"), ("nearest", "border")):
+        kw = dict(mode=mode, padding=padding, align_corners=False)
+        outs, grads, grad_grid = run(inputs, grid, grad_outputs, **kw)
+        ref_outs, ref_grads, ref_grad_grid = reference(inputs, grid, grad_outputs, **kw)
+        for a, b in zip(outs + grads + [grad_grid], ref_outs + ref_grads + [ref_grad_grid]):
+            assert_close(a, b)
+
+
 def test_float64_and_odd_sizes_match_grid_sample():
     gen = torch.Generator().manual_seed(5)
     for H, W, Ho, Wo in [(1, 1, 3, 4), (1, 7, 5, 1), (9, 1, 2, 3), (13, 11, 17, 19)]:
@@ -172,8 +188,8 @@ def test_backward_is_deterministic_across_runs_threads_and_batching():
     gen = torch.Generator().manual_seed(9)
     x = torch.randn(3, 5, 12, 12, generator=gen)
     s = torch.randn(3, 4, 12, 12, generator=gen)
-    grid = torch.rand(3, 40, 40, 2, generator=gen) * 0.2 - 0.1  # many outputs land on the same pixels
-    gos = [torch.randn(3, 5, 40, 40, generator=gen), torch.randn(3, 4, 40, 40, generator=gen)]
+    grid = torch.rand(3, 64, 64, 2, generator=gen) * 0.2 - 0.1  # many outputs land on the same pixels
+    gos = [torch.randn(3, 5, 64, 64, generator=gen), torch.randn(3, 4, 64, 64, generator=gen)]
     threads = torch.get_num_threads()
     try:
         results = []

@@ -141,11 +141,10 @@ __global__ void forward_kernel(Inputs<T> io, const T* __restrict__ grid, int64_t
       const int64_t C = io.channels[i];
       for (int64_t c = 0; c < C; ++c) {
         const T* plane = io.in[i] + (b * C + c) * HW;
+        // Outside corners add 0 * weight, so NaN coordinates give NaN as on the CPU.
         T v = T(0);
         if (Bilinear) {
-          for (int q = 0; q < 4; ++q) {
-            if (t.in[q]) v += plane[t.idx + corner_offset(q, W)] * t.wt[q];
-          }
+          for (int q = 0; q < 4; ++q) v += (t.in[q] ? plane[t.idx + corner_offset(q, W)] : T(0)) * t.wt[q];
         } else if (t.in[0]) {
           v = plane[t.idx];
         }
@@ -191,7 +190,8 @@ __global__ void backward_kernel(Inputs<T> io, const T* __restrict__ grid, int64_
           const int64_t base = (b * C + c) * HW + t.idx;
           const double scale = io.scale[i][b * C + c];
           for (int q = 0; q < (Bilinear ? 4 : 1); ++q) {
-            if (t.in[q]) add_fixed(io.acc[i], io.flags[i], base + corner_offset(q, W), Bilinear ? t.wt[q] * g : g, scale);
+            if (!t.in[q]) continue;
+            add_fixed(io.acc[i], io.flags[i], base + corner_offset(q, W), Bilinear ? t.wt[q] * g : g, scale);
           }
         }
       }
@@ -300,7 +300,9 @@ std::vector<at::Tensor> forward_cuda(at::TensorList inputs_, const at::Tensor& g
   const c10::cuda::CUDAGuard guard(grid.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(grid.device().index()).stream();
   std::vector<at::Tensor> outs;
-  for (const auto& x : inputs) outs.push_back(at::empty({x.size(0), x.size(1), grid.size(1), grid.size(2)}, x.options()));
+  for (const auto& x : inputs) {
+    outs.push_back(at::empty({x.size(0), x.size(1), grid.size(1), grid.size(2)}, x.options()));
+  }
   const int64_t H = inputs[0].size(2), W = inputs[0].size(3);
   AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "pixel_sample_forward_cuda", [&] {
     for (size_t first = 0; first < inputs.size(); first += kMaxInputs) {

@@ -21,11 +21,11 @@ triangle id; shared edges are watertight (each pixel centre on a shared edge or 
 exactly one of the triangles meeting there; edge signs near zero are decided exactly). No
 image-space derivatives (nvdiffrast's ``rast_db``) are produced.
 
-CPU threading: ``torch.set_num_threads`` sets how many threads the kernels use; results, gradients
-included, are bitwise identical for any thread count. The kernels start their own threads, which
-sleep while waiting; on a busy machine also set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python,
-or torch's own OpenMP threads spin between ops and take the CPU from everything else
-(``benchmarks/bench_rasterize.py`` measured 2-3x slower pipelines on 2 shared cores without it).
+CPU threading: ``torch.set_num_threads`` sets how many threads the kernels use (torch's OpenMP
+runtime); results, gradients included, are bitwise identical for any thread count. On a busy,
+shared machine set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python: otherwise OpenMP threads
+spin between parallel regions and take the CPU from everything else (``benchmarks/bench_rasterize.py
+--omp-passive``; several times faster pipelines on 2 oversubscribed cores).
 """
 from __future__ import annotations
 
