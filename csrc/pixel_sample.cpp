@@ -6,17 +6,21 @@
 // X[(y * W + x) * C + c] holding the channels of all inputs in order, so the
 // four corners of a sample are four contiguous runs of C values and the inner
 // loops run over channels (contiguous, vectorised by the compiler, no gathers).
-// Output rows are built channels-last and unpacked into the NCHW outputs.
-// The taps of an output row (corner offsets, in-bounds masks, weights) are
-// computed once and shared by every channel of every input. Out-of-bounds
-// corners read a row of zeros, which is what grid_sample's masked reads give.
+// Output rows are built channels-last and unpacked into the NCHW outputs. The
+// taps of an output row (corner indices, in-bounds masks, weights) are computed
+// once and shared by every channel of every input. Out-of-bounds corners read a
+// run of zeros, which is what grid_sample's masked reads give.
 //
-// Backward: input gradients are accumulated channels-last, split by channel
-// ranges across threads, then unpacked. Every gradient element is summed in
-// output-pixel order and every grid gradient over channels in a fixed order, so
-// results are bit-identical from run to run and for any number of threads.
-// On x86-64 the loops are compiled twice, for the baseline ISA and for AVX2,
-// and picked at run time.
+// Backward: the output gradients are packed the same way; the grid gradient of
+// a pixel sums its channels in a fixed lane order; input gradients are
+// accumulated channels-last in output-pixel order and unpacked. Threads split
+// the work by batch items, or by rows and channel ranges, never by output
+// pixels of one gradient element, so results are bit-identical from run to run
+// and for any number of threads.
+//
+// On x86-64 everything is compiled twice, for the baseline ISA and for AVX2
+// (picked at run time; float32 layout changes use 8 x 8 register transposes);
+// both do the same IEEE operations in the same order.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -30,6 +34,11 @@
 #include <vector>
 
 #include "pixel_sample.h"
+
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -340,6 +349,7 @@ M3D_INLINE void copy_run(int64_t C, const T* __restrict a, T* __restrict out) {
 // Sums t[0, padded) (padded: a multiple of kLanes) in kLanes interleaved
 // partial sums, added in a fixed order: the same bits in every variant.
 constexpr int64_t kLanes = 8;
+static_assert(kLanes == 8, "lane_sum adds 8 lanes");
 
 M3D_INLINE int64_t padded_channels(int64_t C) { return (C + kLanes - 1) / kLanes * kLanes; }
 
@@ -676,6 +686,25 @@ std::vector<int64_t> split_channels(const std::vector<std::pair<int64_t, int64_t
   return pieces;
 }
 
+// Large results are written once in full by these kernels, and with 4 KiB pages
+// the first touch of every page (a fault plus zeroing) can cost more than the
+// sampling itself. Ask Linux for transparent huge pages on the pages that lie
+// wholly inside the buffer, as torch's allocator does with
+// THP_MEM_ALLOC_ENABLE=1. Advisory only: without THP nothing changes.
+void advise_huge_pages(const at::Tensor& t) {
+#ifdef __linux__
+  constexpr size_t kMinBytes = size_t(32) << 20;  // buffers glibc always maps on their own
+  const size_t bytes = t.numel() * t.element_size();
+  if (bytes < kMinBytes) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t data = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t begin = (data + page - 1) / page * page, end = (data + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
+
 }  // namespace
 
 // inputs: list of (B, C_i, H, W); grid: (B, Ho, Wo, 2) -> list of (B, C_i, Ho, Wo).
@@ -687,6 +716,7 @@ std::vector<at::Tensor> forward_cpu(at::TensorList inputs_, const at::Tensor& gr
   std::vector<at::Tensor> outs;
   for (const auto& x : inputs) {
     outs.push_back(at::empty({x.size(0), x.size(1), grid.size(1), grid.size(2)}, x.options()));
+    advise_huge_pages(outs.back());
   }
   AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "pixel_sample_forward_cpu", [&] {
     using T = scalar_t;
@@ -727,6 +757,7 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> backward_cpu(at::TensorList grad
     if (input_needs_grad.get(i)) {
       // Every element is written when the gradient is unpacked: no zero fill.
       grad_inputs.push_back(at::empty(inputs[i].sizes(), inputs[i].options()));
+      advise_huge_pages(grad_inputs.back());
       if (!ranges.empty() && ranges.back().second == first) {
         ranges.back().second += Ci;
       } else {
