@@ -1,4 +1,6 @@
 """Forward rasterization: agreement with a reference rasterizer, watertightness, errors, backends."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -263,8 +265,8 @@ def test_backend_selection_errors(monkeypatch):
     with pytest.raises(backends.BackendError, match="no rasterization backend"):
         backends.resolve_backend(None, torch.device("meta"))
     # Without the package, asking for nvdiffrast says what to install.
-    monkeypatch.setitem(__import__("sys").modules, "nvdiffrast", None)
-    monkeypatch.setitem(__import__("sys").modules, "nvdiffrast.torch", None)
+    monkeypatch.setitem(sys.modules, "nvdiffrast", None)
+    monkeypatch.setitem(sys.modules, "nvdiffrast.torch", None)
     with pytest.raises(backends.BackendError, match="pip install diffrp-nvdiffrast"):
         backends.nvdiffrast()
 
