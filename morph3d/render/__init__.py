@@ -5,6 +5,7 @@ Primitives (``rasterize``, ``interpolate``, ``antialias``) follow nvdiffrast and
 visualisation) returns images as ``(B, C, H, W)`` (torch convention). Pixel and clip-space conventions:
 ``docs/conventions.md``.
 """
+from .backends import BackendError
 from .rasterize import antialias, interpolate, rasterize
 from .contact_sheet import contact_sheet, save_png
 from .flow import flow_to_grid, pixel_grid, render_flow, warp_by_flow
@@ -17,7 +18,7 @@ from .visualize import (depth_to_rgb, draw_points, flow_to_rgb, flow_wheel, line
                         segment_palette, segmentation_to_rgb, srgb_to_linear)
 
 __all__ = [
-    "BACKGROUND", "DEFAULT_OUTPUTS", "LANDMARK_CLASS", "LANDMARK_CLASSES", "OUTPUTS", "RenderOutput",
+    "BACKGROUND", "BackendError", "DEFAULT_OUTPUTS", "LANDMARK_CLASS", "LANDMARK_CLASSES", "OUTPUTS", "RenderOutput",
     "SyntheticBatch", "SyntheticFaces", "antialias", "contact_sheet", "depth_range", "depth_to_rgb", "draw_points",
     "flow_to_grid", "flow_to_rgb", "flow_wheel", "interpolate", "landmark_segmentation", "landmark_visibility",
     "linear_to_srgb", "normals_to_rgb", "pixel_footprint", "pixel_grid", "polygon_mask", "rasterize",
