@@ -130,3 +130,17 @@ def test_flame_model_articulates_through_forward(tmp_path):
     p.articulation.requires_grad_(True)
     model(p).vertices.sum().backward()
     assert p.articulation.grad[1, 2].abs().sum() > 0
+
+
+def test_vertex_normals_match_a_per_triangle_loop():
+    from morph3d.model.geometry import vertex_normals
+    g = torch.Generator().manual_seed(3)
+    tri = torch.tensor(tiny_canonical()["triangles"])
+    v = torch.randn(3, 81, 3, generator=g, dtype=torch.float64)
+    ref = torch.zeros_like(v)
+    for f in tri.tolist():
+        fn = torch.cross(v[:, f[1]] - v[:, f[0]], v[:, f[2]] - v[:, f[0]], dim=-1)
+        for i in f:
+            ref[:, i] += fn
+    ref = ref / ref.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(vertex_normals(v, tri), ref)

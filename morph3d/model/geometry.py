@@ -18,12 +18,15 @@ def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, eps: float =
 
     vertices: (B, N, 3) float; triangles: (F, 3) long -> (B, N, 3) unit vectors (zero for unused vertices).
     """
-    fn = face_normals(vertices, triangles)
-    b, n = vertices.shape[:2]
-    normals = torch.zeros_like(vertices)
-    idx = triangles.reshape(-1)
-    contrib = fn.unsqueeze(2).expand(b, fn.shape[1], 3, 3).reshape(b, -1, 3)
-    normals = normals.index_add(1, idx, contrib)
+    b, n, _ = vertices.shape
+    # vertex-major layout: each gather / scatter moves one contiguous row of 3B values
+    rows = vertices.permute(1, 0, 2).reshape(n, 3 * b)
+    v0, v1, v2 = (rows[triangles[:, k]].view(-1, b, 3) for k in range(3))
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1).reshape(-1, 3 * b)
+    acc = rows.new_zeros(n, 3 * b)
+    for k in range(3):
+        acc = acc.index_add(0, triangles[:, k], fn)
+    normals = acc.view(n, b, 3).permute(1, 0, 2)
     return normals / normals.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
