@@ -22,18 +22,24 @@ class ModelOutput:
     vertices_cam: (B, N, 3) mm, camera frame.
     normals_cam: (B, N, 3) unit vertex normals, camera frame.
     albedo: (B, N, 3) linear RGB reflectance.
-    colors: (B, N, 3) shaded linear RGB (albedo x SH irradiance / pi).
     landmarks_cam: (B, 68, 3) mm, camera frame (undefined landmarks are NaN).
     landmarks_2d: (B, 68, 2) pixels in the camera's image.
+    lighting: (B, 27) the SH lighting the faces are shaded with.
+    colors: (B, N, 3) shaded linear RGB (albedo x SH irradiance / pi), computed on first use: the
+        renderer shades per pixel and never needs it.
     """
 
     vertices: torch.Tensor
     vertices_cam: torch.Tensor
     normals_cam: torch.Tensor
     albedo: torch.Tensor
-    colors: torch.Tensor
     landmarks_cam: torch.Tensor
     landmarks_2d: torch.Tensor
+    lighting: torch.Tensor
+
+    @property
+    def colors(self) -> torch.Tensor:
+        return shade(self.albedo, self.normals_cam, self.lighting)
 
 
 class MorphableModel(torch.nn.Module):
@@ -185,10 +191,9 @@ class MorphableModel(torch.nn.Module):
         vertices_cam = vertices @ rot.transpose(1, 2) + params.translation[:, None, :]
         normals_cam = self.vertex_normals(vertices_cam)
         albedo = self.albedo(params.texture)
-        colors = shade(albedo, normals_cam, params.lighting)
         landmarks_cam = self.landmarks(vertices_cam)
-        return ModelOutput(vertices, vertices_cam, normals_cam, albedo, colors, landmarks_cam,
-                           params.camera.project(landmarks_cam))
+        return ModelOutput(vertices, vertices_cam, normals_cam, albedo, landmarks_cam,
+                           params.camera.project(landmarks_cam), params.lighting)
 
 
 def load_model(source: str = "open", **options) -> MorphableModel:
