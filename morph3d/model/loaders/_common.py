@@ -1,4 +1,4 @@
-"""Helpers shared by the model loaders: index checks, winding, defaults, .mat reading."""
+"""Helpers shared by the model loaders: index checks, winding, defaults, .mat / .npz reading."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -130,6 +130,15 @@ def finish(model: dict, path) -> dict:
     if "identity_std_mm" not in model:
         model["identity_std_mm"] = rms_mm(model["identity_basis"])
     return validate(model, str(path))
+
+
+def read_npz(path: Path) -> dict:
+    """Arrays of a plain (pickle-free) ``.npz`` file by name."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zip and format errors of every kind
+        fail(path, f"not a readable .npz file ({type(exc).__name__}: {exc})")
 
 
 def read_mat(path: Path) -> dict:

@@ -26,7 +26,7 @@ import numpy as np
 from morph3d.model.canonical import NUM_LANDMARKS
 
 from ._common import (fail, finish, finite, index_array, landmarks_undefined, orient_outward, pca_names,
-                      plain_albedo, regions_from_masks, require, truncate)
+                      plain_albedo, read_npz, regions_from_masks, require, truncate)
 from ._pickle import load_npy_object, load_pickle, to_array
 
 FLAME_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -45,11 +45,7 @@ _MASK_REGIONS = (
 def read_flame_dict(path: Path) -> dict:
     """The raw FLAME dict from a ``.pkl`` (or a plain ``.npz`` with the same keys)."""
     if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                raw = {k: z[k] for k in z.files}
-        except Exception as exc:
-            fail(path, f"not a readable .npz file ({type(exc).__name__}: {exc})")
+        raw = read_npz(path)
     else:
         raw = load_pickle(path)
     if not isinstance(raw, dict):
@@ -163,11 +159,7 @@ def read_landmark_embedding(path: Path, num_faces: int) -> tuple[np.ndarray, np.
     if suffix == ".npy":
         raw = load_npy_object(path)
     elif suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                raw = {k: z[k] for k in z.files}
-        except Exception as exc:
-            fail(path, f"not a readable .npz file ({type(exc).__name__}: {exc})")
+        raw = read_npz(path)
     else:
         raw = load_pickle(path)
     if not isinstance(raw, dict):
