@@ -7,12 +7,12 @@ Model when ../shared/models/sfm is present, and any extra model files given on t
 """
 import argparse
 import os
-import time
 from pathlib import Path
 
 import torch
 
 from morph3d.model import load_model
+from timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SFM = REPO.parent / "shared" / "models" / "sfm" / "sfm_shape_3448.bin"
@@ -39,17 +39,9 @@ def time_forward(model, batch: int, repeats: int) -> tuple[float, float]:
         for t in params.tensors().values():
             t.requires_grad_(False)
 
-    result = []
-    for fn, grad in ((fwd, False), (fwd_bwd, True)):
-        with torch.set_grad_enabled(grad):
-            fn()  # warm-up
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-        result.append(1000 * sorted(times)[len(times) // 2])
-    return result[0], result[1]
+    with torch.no_grad():
+        forward = median_ms(fwd, repeats)
+    return forward, median_ms(fwd_bwd, repeats)
 
 
 def main():

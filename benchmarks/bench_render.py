@@ -7,24 +7,13 @@ backward), render_flow, region and landmark segmentation, and a SyntheticFaces b
     python benchmarks/bench_render.py [--model open] [--batch 8] [--size 224] [--repeats 5]
 """
 import argparse
-import statistics
-import time
 
 import torch
 
 from morph3d.model import load_model
 from morph3d.render import (SyntheticFaces, landmark_segmentation, rasterize, rasterize_face, region_segmentation,
                             render_face, render_flow)
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
+from timing import median_ms
 
 
 def main() -> None:
