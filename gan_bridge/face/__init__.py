@@ -1,0 +1,1 @@
+"""Face-specific glue between morph3d (public API only) and the networks."""
