@@ -46,10 +46,10 @@ FACES = SHARED / "data" / "faces"
 SFM = SHARED / "models" / "sfm"
 
 from morph3d.fitting import LandmarkFitter, load_image, nme  # noqa: E402
-from morph3d.model import load_model  # noqa: E402
+from morph3d.model import IBUG68, load_model  # noqa: E402
 from morph3d.model.pose import euler_to_matrix, matrix_to_euler  # noqa: E402
 
-INNER = list(range(17, 68))
+INNER = list(IBUG68.inner)
 
 
 def manifest_pose_to_ours(pose_deg) -> np.ndarray:

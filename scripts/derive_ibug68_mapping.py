@@ -53,10 +53,8 @@ GRID_STEPS = 10
 FRONTAL_YAW_DEG = 20.0
 MIN_INTEROCULAR_PX = 10.0
 # iBUG-68 mirror partner of each point (the subject's left <-> right)
-IBUG_MIRROR = np.array(
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65])
+IBUG_MIRROR = np.array(IBUG68.mirror)
+EYE_CORNERS = list(IBUG68.outer_eye_corners)
 
 
 def detect(image: np.ndarray, annotation: np.ndarray, face_mesh) -> np.ndarray | None:

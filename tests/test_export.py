@@ -14,8 +14,28 @@ def test_obj_and_ply_with_vertex_colours(tmp_path):
         mesh = trimesh.load(path, process=False)
         np.testing.assert_allclose(mesh.vertices, d["vertices_mean"], atol=1e-4)
         np.testing.assert_array_equal(mesh.faces, d["triangles"])
-        np.testing.assert_allclose(mesh.visual.vertex_colors[:, :3] / 255.0, colors, atol=1 / 255.0 + 1e-6)
-    assert not list(tmp_path.glob("*.partial"))
+        # written sRGB-encoded, as viewers expect, and the file says so
+        srgb = np.where(colors <= 0.0031308, 12.92 * colors, 1.055 * colors ** (1 / 2.4) - 0.055)
+        np.testing.assert_allclose(mesh.visual.vertex_colors[:, :3] / 255.0, srgb, atol=1 / 255.0 + 1e-6)
+        assert b"vertex colours are sRGB" in path.read_bytes()[:300]
+    assert not list(tmp_path.glob("*partial*"))
+
+
+def test_obj_mid_grey_is_written_as_srgb_188(tmp_path):
+    d = tiny_canonical()
+    path = export_mesh(tmp_path / "g.obj", d["vertices_mean"], d["triangles"],
+                       colors=np.full((len(d["vertices_mean"]), 3), 0.5))
+    first, second = path.read_text().splitlines()[:2]
+    assert first.startswith("#") and "sRGB" in first
+    assert trimesh.load(path, process=False).visual.vertex_colors[0, 0] == 188  # linear 0.5 -> sRGB 0.735
+
+
+def test_export_into_a_folder_in_the_way_leaves_nothing(tmp_path):
+    d = tiny_canonical()
+    (tmp_path / "m.obj").mkdir()
+    with pytest.raises(OSError):
+        export_mesh(tmp_path / "m.obj", d["vertices_mean"], d["triangles"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.obj"]
 
 
 def test_textured_obj(tmp_path):

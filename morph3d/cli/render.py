@@ -96,6 +96,21 @@ def _load_params(model, path: str, device):
     return params
 
 
+def _check_displacement(model, params) -> None:
+    """Refuse coefficients that move vertices further from the mean face than the face is large: such a
+    mesh leaves the model's range (and can fall apart in the rasterizer, giving a blank image)."""
+    import torch
+    with torch.no_grad():
+        verts = model.shape(params.identity, params.expression)  # articulation only rotates
+    mean = model.vertices_mean
+    size = float((mean.max(0).values - mean.min(0).values).norm())
+    moved = float(torch.nan_to_num((verts[0] - mean).norm(dim=-1), nan=float("inf")).max())
+    if not moved <= size:
+        _fail(f"the identity / expression coefficients move vertices up to {moved:.3g} mm from the mean face, "
+              f"which is only {size:.0f} mm across: use smaller weights (blendshapes are about 0-1, "
+              "PCA coefficients a few standard deviations)")
+
+
 def _rescaled(camera, size: int):
     from morph3d.model import Camera
     h, w = camera.image_size
@@ -132,11 +147,11 @@ def _default_flow_weights(model) -> dict[str, float]:
 def run(args) -> int:
     import torch
 
+    from morph3d.io import check_output_file
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         _fail(f"--out {out}: the contact sheet is written as .png")
-    if not out.parent.is_dir():
-        _fail(f"--out {out}: folder {out.parent} does not exist")
+    check_output_file(out, "--out")
     if args.size is not None and not MIN_SIZE <= args.size <= MAX_SIZE:
         _fail(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {args.size}")
     weights = _weights(args.expression, "--expression")
@@ -152,9 +167,9 @@ def run(args) -> int:
         _fail(f"--device {args.device!r} is not a torch device ({exc})")
 
     from morph3d.model import load_model
-    from morph3d.render import (contact_sheet, depth_to_rgb, draw_points, flow_to_rgb, flow_wheel, linear_to_srgb,
-                                normals_to_rgb, region_class_names, region_segmentation, render_face, render_flow,
-                                save_png, segment_palette, segmentation_to_rgb)
+    from morph3d.display import (contact_sheet, depth_to_rgb, draw_points, flow_to_rgb, flow_wheel, linear_to_srgb,
+                                 normals_to_rgb, save_png, segment_palette, segmentation_to_rgb)
+    from morph3d.render import region_class_names, region_segmentation, render_face, render_flow
     model = load_model(args.model).to(device)
     if args.params:
         params = _load_params(model, args.params, device)
@@ -185,6 +200,8 @@ def run(args) -> int:
     second = params.clone()
     second.expression = _set_expression(model, second.expression, flow_weights, "--flow-to-expression")
     second.rotation[:, 0] += math.radians(dyaw)
+    for view in (params, second):
+        _check_displacement(model, view)
 
     with torch.no_grad():
         bg = torch.full((1, 3) + params.camera.image_size, 0.0134, device=device)  # dark grey

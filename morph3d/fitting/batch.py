@@ -3,8 +3,8 @@ optional photometric refinement -> ``<stem>.json``, ``<stem>.obj`` and ``<stem>_
 
 Outputs of an image, written to temporary names and renamed, the JSON last:
 - ``<stem>.obj``: the fitted mesh in the **model frame** (mm, x right, y up, z towards the viewer; shape
-  = identity + expression, not posed), coloured with the fitted albedo (linear RGB; the model's mean
-  albedo after a landmark-only fit). ``params`` in the JSON pose it into the camera frame. With
+  = identity + expression, not posed), coloured with the fitted albedo (written as sRGB, as viewers expect; the model's
+  mean albedo after a landmark-only fit). ``params`` in the JSON pose it into the camera frame. With
   ``all_faces``, face ``k >= 1`` goes to ``<stem>_face<k>.obj``.
 - ``<stem>_overlay.png``: the rendered fit blended over the photo, input landmarks as green rings,
   the fitted model's landmarks as red dots.
@@ -12,16 +12,20 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
   the model has none), ``pose`` ([yaw, pitch, roll] degrees, ``docs/conventions.md``), ``params``
   (``FaceParams.to_dict()``), ``time_s``, the model, the landmarks used and where they came from; with
   ``all_faces`` also ``faces``: the same record for every face, largest detection box first (the top
-  level is face 0). ``face_box`` is the detector's box [x0, y0, x1, y1] (null for a landmark file).
+  level is face 0). ``face_box`` is the detector's box [x0, y0, x1, y1] and ``detector_score`` its
+  confidence (both null for a landmark file). ``input`` holds the SHA-256 of the image (and landmark
+  file) bytes; ``warnings`` lists doubts about the fit (e.g. an upside-down head).
 
-An image counts as done when its JSON exists, parses, is marked complete and was made with the same
-model, landmark source and fitting mode; done images are skipped. A failing image does not stop the
+An image counts as done when its JSON exists, parses, is marked complete and was made from the same
+image and landmark file bytes with the same model, landmark source and fitting mode; done images are
+skipped, so a different photo under the same name is fitted again. A fit whose head faces away from
+the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored landmarks) fails. A failing image does not stop the
 batch: its reason is collected, and whatever it had written is removed.
 """
 from __future__ import annotations
 
 import json
-import os
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,20 +35,23 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..display.overlay import draw_overlay
+from ..io import atomic_write, check_output_dir, file_sha256
 from ..model.export import export_mesh
 from .detect import detect_faces
 from .errors import FitInputError, LandmarkFileError
 from .images import list_images, load_image
 from .landmark_fit import LandmarkFitConfig, LandmarkFitter
 from .landmarks_io import check_in_image, find_landmark_file, read_landmarks
-from .overlay import draw_overlay
 from .photometric import PhotometricConfig, fit_photometric
 from .threads import torch_threads
 
 POSE_CONVENTION = ("degrees [yaw, pitch, roll], R = Rz(roll) Ry(yaw) Rx(pitch) applied to the model frame "
                    "(x right, y up, z to the viewer); yaw > 0 turns the face towards the image right, "
                    "pitch > 0 looks down, roll > 0 tilts the head counter-clockwise in the image")
-REQUIRED_KEYS = ("landmarks68", "pose", "params", "time_s", "model", "landmarks_source", "complete")
+REQUIRED_KEYS = ("landmarks68", "pose", "params", "time_s", "model", "landmarks_source", "complete", "input")
+MAX_TURN_DEG = 90.0  # a photo shows the face: a fit turned further than this from frontal is wrong
+UPSIDE_DOWN_DEG = 90.0  # |roll| above this: warn (the photo may be rotated)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class BatchReport:
     done: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)  # (path, reason)
+    warnings: list = field(default_factory=list)  # (path, message) of fitted images
 
 
 def plan_jobs(input_path: str | Path, landmarks: str | Path | None = None) -> list[Job]:
@@ -101,14 +109,30 @@ def output_paths(out_dir: Path, stem: str, faces: int = 1) -> dict:
             "meshes": [out_dir / (f"{stem}.obj" if k == 0 else f"{stem}_face{k}.obj") for k in range(faces)]}
 
 
-def _atomic_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def input_identity(job: Job) -> dict:
+    """SHA-256 of the bytes the fit depends on: the image and, if given, its landmark file."""
+    return {"image_sha256": file_sha256(job.image),
+            "landmarks_sha256": None if job.landmarks is None else file_sha256(job.landmarks)}
+
+
+def pose_problems(rotation: torch.Tensor) -> tuple[list[str], list[str]]:
+    """rotation: (B, 3) Euler [yaw, pitch, roll], radians -> (failures, warnings), one line per bad face.
+
+    The face looks along the model's +z; after R = Rz Ry Rx that direction has camera-frame z component
+    cos(yaw) cos(pitch), the cosine of the angle between the face's direction and the camera axis.
+    """
+    failures, warnings = [], []
+    for k, (yaw, pitch, roll) in enumerate(rotation.detach().cpu().double().tolist()):
+        deg = ", ".join(f"{n} {math.degrees(a):.0f}" for n, a in (("yaw", yaw), ("pitch", pitch), ("roll", roll)))
+        face = f"face {k}: " if len(rotation) > 1 else ""
+        turn = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(yaw) * math.cos(pitch)))))
+        if not turn <= MAX_TURN_DEG:
+            failures.append(f"{face}the fitted head faces away from the camera ({deg} deg, {turn:.0f} deg from "
+                            "frontal): the landmarks are probably left/right swapped (mirrored) or not of this "
+                            "image")
+        elif abs(math.degrees(roll)) > UPSIDE_DOWN_DEG:
+            warnings.append(f"{face}the fitted head is upside down ({deg} deg); is the photo rotated?")
+    return failures, warnings
 
 
 def _json_list(a: np.ndarray) -> list:
@@ -120,7 +144,7 @@ class FitPipeline:
 
     def __init__(self, model, model_source: str, detector: str = "dlib", all_faces: bool = False,
                  photometric: bool = False, landmark_config: LandmarkFitConfig | None = None,
-                 photometric_config: PhotometricConfig | None = None, threads: int | None = 1):
+                 photometric_config: PhotometricConfig | None = None, threads: int | None = None):
         self.model = model
         self.threads = threads
         self.model_source = str(model_source)
@@ -137,28 +161,32 @@ class FitPipeline:
                 "all_faces": self.all_faces and job.landmarks is None}
 
     def is_done(self, job: Job, out_dir: Path) -> bool:
+        """True when ``out_dir`` holds a complete result made from the same input bytes and options."""
         path = output_paths(out_dir, job.image.stem)["json"]
         try:
             record = json.loads(path.read_text())
+            identity = input_identity(job)
         except (OSError, ValueError):
             return False
         return (isinstance(record, dict) and all(k in record for k in REQUIRED_KEYS) and record["complete"] is True
-                and record.get("options") == self.signature(job))
+                and record.get("options") == self.signature(job) and record["input"] == identity)
 
     # ---- one image -------------------------------------------------------------------------
-    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, list, str]:
-        """-> landmarks (F, 68, 2), face boxes (F; None for a landmark file), source description."""
+    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, list, list, str]:
+        """-> landmarks (F, 68, 2), face boxes and detector scores (F each; None for a landmark file),
+        source description."""
         if job.landmarks is not None:
             lm = read_landmarks(job.landmarks)
             check_in_image(lm, image.shape[:2], str(job.landmarks))
-            return lm[None], [None], f"file:{job.landmarks}"
+            return lm[None], [None], [None], f"file:{job.landmarks}"
         faces = detect_faces(image, self.detector, self.all_faces, source=str(job.image))
         return (np.stack([f.landmarks for f in faces]), [[float(v) for v in f.box] for f in faces],
-                f"detector:{self.detector}")
+                [float(f.score) for f in faces], f"detector:{self.detector}")
 
     def fit_image(self, job: Job, out_dir: Path) -> dict:
         """Fit one image and write its outputs; returns the JSON record. Raises on failure (after
-        removing anything it wrote). Torch runs on ``threads`` intra-op threads meanwhile (``threads.py``)."""
+        removing anything it wrote). With ``threads`` set, torch runs on that many intra-op threads meanwhile
+        (``threads.py``); by default torch's setting is left alone."""
         with torch_threads(self.threads):
             return self._fit_image(job, out_dir)
 
@@ -167,7 +195,8 @@ class FitPipeline:
         if job.problem:
             raise FitInputError(job.problem)
         image = load_image(job.image)
-        given, boxes, source = self._landmarks(job, image)
+        identity = input_identity(job)
+        given, boxes, scores, source = self._landmarks(job, image)
         fit = self.fitter.fit(given, image.shape[:2])
         params, fitted, kind = fit.params, fit.landmarks_2d, "landmarks"
         extra = {"rms_px": fit.rms_px.tolist()}
@@ -176,6 +205,9 @@ class FitPipeline:
             params, fitted, kind = ph.params, ph.landmarks_2d, "photometric"
             extra = {"mean_error_px": ph.error_after.tolist(), "mean_error_px_landmark_fit": ph.error_before.tolist(),
                      "kept_landmark_geometry": ph.kept_landmark_geometry.tolist()}
+        failures, warnings = pose_problems(params.rotation)
+        if failures:
+            raise FitInputError(f"{job.image}: " + "; ".join(failures))
         fitted = fitted.detach().cpu().numpy().astype(np.float64)
         paths = output_paths(out_dir, job.image.stem, len(given))
         written = []
@@ -188,24 +220,26 @@ class FitPipeline:
                 export_mesh(mesh, verts[k], self.model.triangles, colors=colours[k])
             overlay = draw_overlay(self.model, image, params, fitted, given, lit=self.photometric)
             written.append(paths["overlay"])
-            _atomic_bytes(paths["overlay"], lambda p: Image.fromarray(overlay).save(p, format="PNG"))
+            atomic_write(paths["overlay"], lambda p: Image.fromarray(overlay).save(p, format="PNG"))
             faces = []
             for k in range(len(given)):
                 d = params[k].to_dict()
                 faces.append({"landmarks68": _json_list(fitted[k]), "pose": d["pose_deg"][0], "params": d,
                               "landmarks_input": _json_list(given[k]), "face_box": boxes[k],
+                              "detector_score": scores[k],
                               "mesh": paths["meshes"][k].name,
                               "fit": {"kind": kind, **{n: v[k] for n, v in extra.items()}}})
             record = {**faces[0], "image": job.image.name, "image_size": list(image.shape[:2]),
                       "model": self.model.name, "model_source": self.model_source, "landmarks_source": source,
                       "pose_convention": POSE_CONVENTION, "mesh_frame": "model (mm, unposed; params pose it)",
-                      "overlay": paths["overlay"].name, "options": self.signature(job)}
+                      "overlay": paths["overlay"].name, "options": self.signature(job), "input": identity,
+                      "warnings": warnings}
             if self.all_faces and job.landmarks is None:
                 record["faces"] = faces
             record["time_s"] = time.perf_counter() - start
             record["complete"] = True
             written.append(paths["json"])
-            _atomic_bytes(paths["json"], lambda p: p.write_text(json.dumps(record, indent=1)))
+            atomic_write(paths["json"], json.dumps(record, indent=1))
         except BaseException:
             for p in written:
                 if p.exists():
@@ -215,7 +249,7 @@ class FitPipeline:
 
     def run(self, jobs: list[Job], out_dir: str | Path, progress: bool = True) -> BatchReport:
         """Fit every job not already done; failures are collected, not raised (except interruption)."""
-        out_dir = Path(out_dir)
+        out_dir = check_output_dir(out_dir, "out_dir")
         out_dir.mkdir(parents=True, exist_ok=True)
         report = BatchReport()
         for job in tqdm(jobs, desc="fit", unit="image", disable=not progress):
@@ -223,8 +257,9 @@ class FitPipeline:
                 report.skipped.append(job.image)
                 continue
             try:
-                self.fit_image(job, out_dir)
+                record = self.fit_image(job, out_dir)
                 report.done.append(job.image)
+                report.warnings += [(job.image, w) for w in record["warnings"]]
             except (FitInputError, ValueError) as exc:
                 report.failed.append((job.image, str(exc)))
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the batch

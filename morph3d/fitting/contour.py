@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from scipy.spatial import Delaunay, cKDTree
 
-RIGHT_JAW = tuple(range(0, 8))
-LEFT_JAW = tuple(range(9, 17))
-INNER = tuple(range(17, 68))
-CHIN = 8
+from ..model.face_definitions import IBUG68, NON_CONTOUR_PARTS, regions_without
+
+RIGHT_JAW = IBUG68.jaw_right
+LEFT_JAW = IBUG68.jaw_left
+INNER = IBUG68.inner
+CHIN = IBUG68.chin
 RIGHT, LEFT, BOTH = 0, 1, 2
 ZONE_RADIUS = 0.45
 MIDLINE_STRIP = 0.15
-_EXCLUDED_REGIONS = {"eye", "eyes", "eyeball", "eyeballs", "nose", "lip", "lips", "mouth", "brow", "brows",
-                     "eyebrow", "eyebrows", "teeth", "tongue", "ear", "ears", "hair", "scalp", "interior"}
 
 
 def mesh_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +64,7 @@ class ContourSet:
         self.available = len(contour_right) >= 2 and len(contour_left) >= 2
         if not self.available:
             return
-        allowed = np.array([not (set(n.lower().replace("-", "_").split("_")) & _EXCLUDED_REGIONS)
-                            for n in region_names])[region_labels]
+        allowed = regions_without(region_names, NON_CONTOUR_PARTS)[region_labels]
         width = np.ptp(vertices[cand, 0])
         mid = vertices[cand, 0].mean()
         dist, _ = cKDTree(vertices[cand]).query(vertices, distance_upper_bound=ZONE_RADIUS * width)
@@ -92,6 +91,15 @@ class ContourSet:
         self.faces = torch.from_numpy(local[triangles[used_faces]])
         self.edge_side = torch.from_numpy(np.stack([(x <= strip).all(1), (x >= -strip).all(1),
                                                     np.ones(len(x), bool)], axis=1))
+
+    @classmethod
+    def from_model(cls, model) -> "ContourSet":
+        """The contour set of a :class:`~morph3d.model.MorphableModel` (its mean shape and outline candidates)."""
+        mean = model.vertices_mean.detach().cpu().double().numpy()
+        inner = model.landmarks(model.vertices_mean[None])[0].detach().cpu().double().numpy()[list(INNER)]
+        return cls(mean, model.triangles.cpu().numpy(), model.contour_right.cpu().numpy(),
+                   model.contour_left.cpu().numpy(), model.region_labels.cpu().numpy(), model.region_names,
+                   inner[np.isfinite(inner).all(1)])
 
     def outline(self, cam: torch.Tensor, perspective: bool) -> torch.Tensor:
         """(B, E) bool: which zone edges lie on the outline. cam: (B, M, 3) camera-frame ``vertex_ids``, mm."""
@@ -134,3 +142,17 @@ class ContourSet:
         ids = torch.stack([ek[..., 0], ek[..., 1], ek[..., 0]], dim=-1)
         weights = torch.stack([1 - tt, tt, torch.zeros_like(tt)], dim=-1)
         return ids, weights, torch.isfinite(best)
+
+
+def sliding_landmarks(landmark_valid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The jaw landmarks that slide along the outline and the side each may use: (Q,) ids, (Q,) sides.
+
+    All of 0-7 (RIGHT) and 9-16 (LEFT); the chin (8, BOTH) only when the model does not define it.
+    landmark_valid: (68,) bool, the landmarks the model defines."""
+    queries, sides = [], []
+    for group, side in ((RIGHT_JAW, RIGHT), (LEFT_JAW, LEFT), ((CHIN,), BOTH)):
+        for i in group:
+            if i != CHIN or not bool(landmark_valid[i]):
+                queries.append(i)
+                sides.append(side)
+    return torch.tensor(queries, dtype=torch.long), torch.tensor(sides, dtype=torch.long)

@@ -47,10 +47,8 @@ class Crop:
 
     def camera(self, camera: Camera, index: int) -> Camera:
         """Face ``index`` of ``camera`` (B cameras) seen through this crop (a batch of one)."""
-        k = self.scale
-        f = camera.focal[index:index + 1] * k
-        pp = self.to_crop(camera.principal[index:index + 1])
-        return Camera(f, pp, (self.size, self.size), camera.kind)
+        one = Camera(camera.focal[index:index + 1], camera.principal[index:index + 1], camera.image_size, camera.kind)
+        return one.rescaled(self.scale, (self.size, self.size), (self.left, self.top))
 
     def image(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 -> the crop (size, size, 3) uint8 (area-averaged when shrinking) and a

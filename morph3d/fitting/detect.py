@@ -27,6 +27,9 @@ from .images import resize_longest
 DETECTORS = ("dlib", "mediapipe")
 DETECT_MAX_SIDE = 1280
 DLIB_UPSAMPLE_BELOW = 800
+# dlib HOG scores: real faces in group photos score down to ~0.22, the mission patch in the astronaut
+# portrait 0.12. Faces below this are dropped unless they are the best (e.g. a lone blurry face).
+DLIB_MIN_SCORE = 0.2
 MEDIAPIPE_MAP = Path(__file__).resolve().parents[2] / "assets" / "mediapipe_ibug68.json"
 
 
@@ -148,5 +151,12 @@ def detect_faces(image: np.ndarray, detector: str = "dlib", all_faces: bool = Fa
     if not faces:
         raise NoFaceError(f"{source}: no face found by the {detector} detector; pass landmarks with "
                           "--landmarks, or try --detector " + ("mediapipe" if detector == "dlib" else "dlib"))
+    faces = confident_faces(faces, DLIB_MIN_SCORE)
     faces.sort(key=lambda d: -d.area)
     return faces if all_faces else faces[:1]
+
+
+def confident_faces(faces: list[Detection], min_score: float) -> list[Detection]:
+    """The detections scoring at least ``min_score``, and always the best one."""
+    best = max(faces, key=lambda d: d.score)
+    return [d for d in faces if d is best or d.score >= min_score]

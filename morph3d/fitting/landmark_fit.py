@@ -28,17 +28,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..model.camera import ORTHOGRAPHIC, PERSPECTIVE, Camera
+from ..model.camera import ORTHOGRAPHIC, PERSPECTIVE, Camera, project_points
+from ..model.face_definitions import IBUG68, NUM_LANDMARKS
 from ..model.lighting import ambient_lighting
 from ..model.params import DEFAULT_DISTANCE_MM, FaceParams
 from ..model.pose import matrix_to_euler
-from .contour import BOTH, CHIN, INNER, LEFT, LEFT_JAW, RIGHT, RIGHT_JAW, ContourSet
+from .contour import ContourSet, sliding_landmarks
+from .losses import (ROBUST_LOSSES, PriorWeights, contour_metric, face_size, landmark_loss, landmark_residuals,
+                     robust_loss, tikhonov)
 from .pose_init import affine_camera, pose_from_affine
 from .threads import torch_threads
 
-NUM_LANDMARKS = 68
-JAW = tuple(range(17))
-ROBUST_LOSSES = ("huber", "geman_mcclure", "none")
+JAW = IBUG68.jaw
 CONTOUR_MODES = ("sliding", "fixed")
 
 
@@ -74,6 +75,12 @@ class LandmarkFitConfig:
         if self.landmark_sigma <= 0:
             raise ValueError("landmark_sigma must be > 0")
 
+    @property
+    def priors(self) -> PriorWeights:
+        """The shape priors as :class:`~morph3d.fitting.losses.PriorWeights` (texture unused here)."""
+        return PriorWeights(identity=self.identity_prior, expression=self.expression_prior,
+                            blendshape_sigma=self.blendshape_sigma)
+
 
 @dataclass
 class LandmarkFitResult:
@@ -95,18 +102,6 @@ class LandmarkFitResult:
     rms_px: torch.Tensor
     seconds: float
     history: list = field(default_factory=list)
-
-
-def robust_loss(e: torch.Tensor, kind: str, k: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised point errors e (>= 0) -> (rho(e), IRLS weight rho'(e) / 2e), with rho(e) = e^2 near 0.
-
-    kind: 'huber' (quadratic up to k, then linear), 'geman_mcclure' (``e^2 / (1 + (e / k)^2)``) or 'none'."""
-    if kind == "huber":
-        return torch.where(e <= k, e * e, 2 * k * e - k * k), torch.where(e <= k, torch.ones_like(e), k / e)
-    if kind == "geman_mcclure":
-        q = 1 + (e / k) ** 2
-        return e * e / q, 1 / (q * q)
-    return e * e, torch.ones_like(e)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -144,14 +139,9 @@ class LandmarkFitter:
         self.blendshapes = model.expression_kind == "blendshapes"
         n = model.num_vertices
         mean = model.vertices_mean.detach().cpu().double().numpy()
-        tris = model.triangles.cpu().numpy()
         valid = model.landmark_valid.cpu().numpy().copy()
-        lm_tri = tris[model.landmark_faces.cpu().numpy()]  # (68, 3)
-        lm_mean = model.landmarks(model.vertices_mean[None])[0].detach().cpu().double().numpy()
-        inner = lm_mean[list(INNER)]
-        self.contour = ContourSet(mean, tris, model.contour_right.cpu().numpy(), model.contour_left.cpu().numpy(),
-                                  model.region_labels.cpu().numpy(), model.region_names,
-                                  inner[np.isfinite(inner).all(1)])
+        lm_tri = model.triangles.cpu().numpy()[model.landmark_faces.cpu().numpy()]  # (68, 3)
+        self.contour = ContourSet.from_model(model)
         extra = self.contour.vertex_ids if self.contour.available else np.zeros(0, np.int64)
         table = np.unique(np.concatenate([lm_tri[valid].reshape(-1), extra]))
         local = np.full(n, -1, np.int64)
@@ -166,23 +156,17 @@ class LandmarkFitter:
         self.valid = torch.from_numpy(valid)
         # jaw landmarks whose correspondences come from the contour candidates
         self.sliding = self.contour.available and cfg.contour == "sliding"
-        queries, sides = [], []
         if self.contour.available:
             self.contour_local = torch.from_numpy(local[self.contour.vertex_ids])
-            for group, side in ((RIGHT_JAW, RIGHT), (LEFT_JAW, LEFT), ((CHIN,), BOTH)):
-                for i in group:
-                    if self.sliding and (i != CHIN or not valid[i]):
-                        queries.append(i)
-                        sides.append(side)
-        self.contour_queries = torch.tensor(queries, dtype=torch.long)
-        self.contour_sides = torch.tensor(sides, dtype=torch.long)
+        self.contour_queries, self.contour_sides = sliding_landmarks(valid) if self.sliding else \
+            (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
         self.definable = self.valid.clone()
         self.definable[self.contour_queries] = True
         self.is_contour = torch.zeros(NUM_LANDMARKS, dtype=torch.bool)
         self.is_contour[self.contour_queries] = True
-        self.prior = torch.cat([torch.full((self.n_id,), cfg.identity_prior, dtype=torch.float64),
-                                torch.full((self.n_exp,), 1.0 / cfg.blendshape_sigma ** 2 if self.blendshapes
-                                           else cfg.expression_prior, dtype=torch.float64)])
+        priors = cfg.priors
+        self.prior = torch.cat([torch.full((self.n_id,), priors.identity, dtype=torch.float64),
+                                torch.full((self.n_exp,), priors.expression_weight(model), dtype=torch.float64)])
         lim = cfg.coefficient_limit
         lo_e, hi_e = cfg.blendshape_range if self.blendshapes else (-lim, lim)
         self.lower = torch.tensor([-lim] * self.n_id + [lo_e] * self.n_exp, dtype=torch.float64)
@@ -201,11 +185,7 @@ class LandmarkFitter:
     # ---- geometry --------------------------------------------------------------------------
     def _project(self, cam: torch.Tensor, f: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
         """Camera-frame points (B, L, 3) -> pixels (B, L, 2); f: focal px or scale px/mm (B,)."""
-        x, y, z = cam.unbind(-1)
-        if self.config.camera == PERSPECTIVE:
-            d = (-z).clamp_min(1e-6)
-            return torch.stack([pp[:, None, 0] + f[:, None] * x / d, pp[:, None, 1] - f[:, None] * y / d], -1)
-        return torch.stack([pp[:, None, 0] + f[:, None] * x, pp[:, None, 1] - f[:, None] * y], -1)
+        return project_points(cam, f, pp, self.config.camera, min_depth=1e-6)
 
     def _sources(self, c, rot, t, f, pp, target):
         """Per-landmark table ids (B, 68, 3), weights (B, 68, 3) and availability (B, 68) for the
@@ -256,23 +236,8 @@ class LandmarkFitter:
         return proj, torch.cat([j_rot, j_t, j_c], -1)
 
     def _metric(self, r: torch.Tensor) -> torch.Tensor:
-        """(B, 68, 2, 2) residual transforms: identity, and for sliding jaw landmarks the rotation into
-        (normal, tangent) of the outline with the tangent scaled by ``contour_tangent_weight``.
-
-        A sliding landmark's correspondence is the nearest outline point, so its residual is normal to
-        the outline; measuring mostly that component lets the point slide within one step."""
-        b = r.shape[0]
-        metric = torch.eye(2, dtype=r.dtype).expand(b, NUM_LANDMARKS, 2, 2).clone()
-        if not self.sliding:
-            return metric
-        q = self.contour_queries
-        rq = r[:, q]
-        length = rq.norm(dim=-1, keepdim=True)
-        n = torch.where(length > 1e-9, rq / length.clamp_min(1e-9), torch.tensor([1.0, 0.0], dtype=r.dtype))
-        tw = self.config.contour_tangent_weight
-        tang = torch.stack([-n[..., 1], n[..., 0]], -1) * tw
-        metric[:, q] = torch.stack([n, tang], dim=-2)
-        return metric
+        """(B, 68, 2, 2) residual transforms of residuals r (B, 68, 2) (:func:`~.losses.contour_metric`)."""
+        return contour_metric(r, self.contour_queries, self.config.contour_tangent_weight)
 
     def _robust(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return robust_loss(e, self.config.robust, self.config.robust_threshold)
@@ -306,94 +271,21 @@ class LandmarkFitter:
     def _fit(self, landmarks, image_size, focal, confidence) -> LandmarkFitResult:
         start = time.perf_counter()
         cfg = self.config
-        target = torch.as_tensor(np.asarray(landmarks, dtype=np.float64) if not isinstance(landmarks, torch.Tensor)
-                                 else landmarks.detach().cpu().double())
-        if target.ndim == 2:
-            target = target[None]
-        if target.ndim != 3 or target.shape[1:] != (NUM_LANDMARKS, 2):
-            raise ValueError(f"landmarks must be (B, 68, 2) pixels, got {tuple(target.shape)}")
-        if not torch.isfinite(target).all():
-            raise ValueError("landmarks contain NaN or infinite values; mark missing ones with confidence 0")
+        target, conf, use = self._targets(landmarks, confidence)
         b = target.shape[0]
         h, w = (int(s) for s in image_size)
-        conf = torch.ones(b, NUM_LANDMARKS, dtype=torch.float64) if confidence is None else \
-            torch.as_tensor(confidence, dtype=torch.float64).reshape(b, NUM_LANDMARKS).clamp(0, 1)
-        use = self.definable[None] & (conf > 0)
-        if int(use.sum(1).min()) < 6:
-            raise ValueError("fewer than 6 usable landmarks in an image; cannot fit")
         pp = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], dtype=torch.float64).expand(b, 2)
-        persp = cfg.camera == PERSPECTIVE
-        big = torch.tensor(float("inf"), dtype=torch.float64)
-        lo = torch.where(use[..., None], target, big).amin(1)
-        hi = torch.where(use[..., None], target, -big).amax(1)
-        size = ((hi - lo).prod(-1)).clamp_min(1.0).sqrt()  # (B,) px
-        scale_r = 1.0 / (cfg.landmark_sigma * size)
-
-        # closed-form start: affine camera of the mean shape's inner landmarks
-        mean_lm = (self.mean[self.fixed_ids] * self.fixed_w[..., None]).sum(1)  # (68, 3)
-        init_w = (self.init_landmarks[None] & use).double() * conf
-        a, bb = affine_camera(mean_lm.expand(b, -1, -1), target, init_w)
-        centre = (init_w[..., None] * mean_lm).sum(1) / init_w.sum(1, keepdim=True)
-        f0 = torch.full((b,), float(focal if focal is not None else 1.5 * max(h, w)), dtype=torch.float64)
-        rot, t, s = pose_from_affine(a, bb, centre, pp, f0 if persp else None)
-        f = f0 if persp else s
-        if not persp:
-            t[:, 2] = -DEFAULT_DISTANCE_MM
-        c = torch.zeros(b, self.n_id + self.n_exp, dtype=torch.float64)
-        prior = self.prior
+        scale = 1.0 / (cfg.landmark_sigma * face_size(target, use))  # (B,) residuals in units of sigma x size
+        c, rot, t, f = self._start(target, conf, use, pp, (h, w), focal)
         mu = torch.full((b,), 1e-3, dtype=torch.float64)
         history = []
-
-        def cost_of(proj, c_, metric, act):
-            e = (metric @ (proj - target)[..., None])[..., 0].norm(dim=-1) * scale_r[:, None]
-            return (self._robust(e)[0] * conf * act).sum(1) + (prior * c_ * c_).sum(1)
-
         ids, wts, found = self._sources(c, rot, t, f, pp, target)
         for it in range(cfg.pose_iterations + cfg.iterations):
-            full = it >= cfg.pose_iterations
             if self.sliding and it > 0:
                 ids, wts, found = self._sources(c, rot, t, f, pp, target)
-            act = use & found
-            proj, jac = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=True)
-            metric = self._metric(proj - target)
-            r = (metric @ (proj - target)[..., None])[..., 0]
-            jac = metric @ jac
-            rho, irls = self._robust(r.norm(dim=-1) * scale_r[:, None])
-            wt = (irls * conf * act).sqrt() * scale_r[:, None]  # (B, 68)
-            npar = self.num_params if full else 6
-            jr = (jac * wt[..., None, None]).reshape(b, 2 * NUM_LANDMARKS, -1)[..., :npar]
-            rr = (r * wt[..., None]).reshape(b, 2 * NUM_LANDMARKS)
-            hess = jr.transpose(1, 2) @ jr
-            grad = (jr.transpose(1, 2) @ rr[..., None])[..., 0]
-            if full:
-                zeros = torch.zeros(b, 6, dtype=torch.float64)
-                hess = hess + torch.diag_embed(torch.cat([zeros[0], prior]))
-                grad = grad + torch.cat([zeros, prior * c], 1)
-                # coefficients held at a bound they are pushed against leave the system (active set)
-                gc = grad[:, 6:]
-                held = ((c <= self.lower + 1e-9) & (gc > 0)) | ((c >= self.upper - 1e-9) & (gc < 0))
-                free = torch.cat([torch.ones(b, 6, dtype=torch.bool), ~held], 1)
-                hess = hess * (free[:, :, None] & free[:, None, :]) + torch.diag_embed((~free).double())
-                grad = grad * free
-            cost = (rho * conf * act).sum(1) + (prior * c * c).sum(1)
-            diag = torch.diagonal(hess, dim1=1, dim2=2)
-            todo = torch.ones(b, dtype=torch.bool)
-            for _ in range(4):  # Levenberg-Marquardt: shrink the step of images whose cost rose
-                damped = hess + torch.diag_embed(mu[:, None] * diag + 1e-9)
-                step = -torch.linalg.solve(damped, grad[..., None])[..., 0]
-                step = torch.cat([step, torch.zeros(b, self.num_params - npar, dtype=torch.float64)], 1)
-                c1, rot1, t1, f1 = self._apply(c, rot, t, f, step)
-                cost1 = cost_of(self._evaluate(c1, rot1, t1, f1, pp, ids, wts, False)[0], c1, metric, act)
-                ok = todo & (cost1 <= cost)
-                c = torch.where(ok[:, None], c1, c)
-                rot = torch.where(ok[:, None, None], rot1, rot)
-                t = torch.where(ok[:, None], t1, t)
-                f = torch.where(ok, f1, f)
-                cost = torch.where(ok, cost1, cost)
-                mu = torch.where(ok, (mu / 3).clamp_min(1e-7), torch.where(todo, mu * 8, mu))
-                todo = todo & ~ok
-                if not todo.any():
-                    break
+            weight = conf * (use & found)
+            c, rot, t, f, mu, cost = self._lm_step(c, rot, t, f, mu, pp, target, weight, scale, ids, wts,
+                                                   full=it >= cfg.pose_iterations)
             history.append(cost)
 
         if self.sliding:
@@ -407,6 +299,92 @@ class LandmarkFitter:
         return LandmarkFitResult(params=params, landmarks_2d=lm2d.float(), used=act, vertex_ids=self.table[ids],
                                  weights=wts.float(), rotation_matrix=rot.float(), rms_px=err.sqrt().float(),
                                  seconds=time.perf_counter() - start, history=history)
+
+    def _targets(self, landmarks, confidence):
+        """Checked targets (B, 68, 2) float64 px, confidences (B, 68) and the landmarks used (B, 68)."""
+        target = torch.as_tensor(np.asarray(landmarks, dtype=np.float64) if not isinstance(landmarks, torch.Tensor)
+                                 else landmarks.detach().cpu().double())
+        if target.ndim == 2:
+            target = target[None]
+        if target.ndim != 3 or target.shape[1:] != (NUM_LANDMARKS, 2):
+            raise ValueError(f"landmarks must be (B, 68, 2) pixels, got {tuple(target.shape)}")
+        if not torch.isfinite(target).all():
+            raise ValueError("landmarks contain NaN or infinite values; mark missing ones with confidence 0")
+        b = target.shape[0]
+        conf = torch.ones(b, NUM_LANDMARKS, dtype=torch.float64) if confidence is None else \
+            torch.as_tensor(confidence, dtype=torch.float64).reshape(b, NUM_LANDMARKS).clamp(0, 1)
+        use = self.definable[None] & (conf > 0)
+        if int(use.sum(1).min()) < 6:
+            raise ValueError("fewer than 6 usable landmarks in an image; cannot fit")
+        return target, conf, use
+
+    def _start(self, target, conf, use, pp, image_size, focal):
+        """Closed-form start from the affine camera of the mean shape's inner landmarks: (c, rot, t, f)."""
+        b = target.shape[0]
+        persp = self.config.camera == PERSPECTIVE
+        mean_lm = (self.mean[self.fixed_ids] * self.fixed_w[..., None]).sum(1)  # (68, 3)
+        init_w = (self.init_landmarks[None] & use).double() * conf
+        a, bb = affine_camera(mean_lm.expand(b, -1, -1), target, init_w)
+        centre = (init_w[..., None] * mean_lm).sum(1) / init_w.sum(1, keepdim=True)
+        f0 = torch.full((b,), float(focal if focal is not None else 1.5 * max(image_size)), dtype=torch.float64)
+        rot, t, s = pose_from_affine(a, bb, centre, pp, f0 if persp else None)
+        if not persp:
+            t[:, 2] = -DEFAULT_DISTANCE_MM
+        return torch.zeros(b, self.n_id + self.n_exp, dtype=torch.float64), rot, t, f0 if persp else s
+
+    def _cost(self, proj, c, target, weight, scale, metric):
+        """The objective (B,): robust landmark term + coefficient priors (the losses of ``losses.py``)."""
+        return (landmark_loss(proj, target, weight, scale, self.config.robust, self.config.robust_threshold, metric)
+                + tikhonov(c, self.prior))
+
+    def _lm_step(self, c, rot, t, f, mu, pp, target, weight, scale, ids, wts, full: bool):
+        """One Levenberg-Marquardt iteration (pose only unless ``full``) on the IRLS-weighted residuals.
+
+        weight: (B, 68) landmark weights; mu: (B,) damping. Returns (c, rot, t, f, mu, cost)."""
+        b = c.shape[0]
+        prior = self.prior
+        proj, jac = self._evaluate(c, rot, t, f, pp, ids, wts, jacobian=True)
+        metric = self._metric(proj - target)
+        r = landmark_residuals(proj, target, metric)
+        jac = metric @ jac
+        rho, irls = self._robust(r.norm(dim=-1) * scale[:, None])
+        wt = (irls * weight).sqrt() * scale[:, None]  # (B, 68)
+        npar = self.num_params if full else 6
+        jr = (jac * wt[..., None, None]).reshape(b, 2 * NUM_LANDMARKS, -1)[..., :npar]
+        rr = (r * wt[..., None]).reshape(b, 2 * NUM_LANDMARKS)
+        hess = jr.transpose(1, 2) @ jr
+        grad = (jr.transpose(1, 2) @ rr[..., None])[..., 0]
+        if full:
+            zeros = torch.zeros(b, 6, dtype=torch.float64)
+            hess = hess + torch.diag_embed(torch.cat([zeros[0], prior]))
+            grad = grad + torch.cat([zeros, prior * c], 1)
+            # coefficients held at a bound they are pushed against leave the system (active set)
+            gc = grad[:, 6:]
+            held = ((c <= self.lower + 1e-9) & (gc > 0)) | ((c >= self.upper - 1e-9) & (gc < 0))
+            free = torch.cat([torch.ones(b, 6, dtype=torch.bool), ~held], 1)
+            hess = hess * (free[:, :, None] & free[:, None, :]) + torch.diag_embed((~free).double())
+            grad = grad * free
+        cost = (rho * weight).sum(1) + tikhonov(c, prior)
+        diag = torch.diagonal(hess, dim1=1, dim2=2)
+        todo = torch.ones(b, dtype=torch.bool)
+        for _ in range(4):  # Levenberg-Marquardt: shrink the step of images whose cost rose
+            damped = hess + torch.diag_embed(mu[:, None] * diag + 1e-9)
+            step = -torch.linalg.solve(damped, grad[..., None])[..., 0]
+            step = torch.cat([step, torch.zeros(b, self.num_params - npar, dtype=torch.float64)], 1)
+            c1, rot1, t1, f1 = self._apply(c, rot, t, f, step)
+            proj1 = self._evaluate(c1, rot1, t1, f1, pp, ids, wts, False)[0]
+            cost1 = self._cost(proj1, c1, target, weight, scale, metric)
+            ok = todo & (cost1 <= cost)
+            c = torch.where(ok[:, None], c1, c)
+            rot = torch.where(ok[:, None, None], rot1, rot)
+            t = torch.where(ok[:, None], t1, t)
+            f = torch.where(ok, f1, f)
+            cost = torch.where(ok, cost1, cost)
+            mu = torch.where(ok, (mu / 3).clamp_min(1e-7), torch.where(todo, mu * 8, mu))
+            todo = todo & ~ok
+            if not todo.any():
+                break
+        return c, rot, t, f, mu, cost
 
     def _to_params(self, c, rot, t, f, pp, image_size) -> FaceParams:
         model = self.model

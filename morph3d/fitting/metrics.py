@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.face_definitions import IBUG68
+
 NORMALISERS = ("interocular", "box")
 
 
@@ -17,7 +19,8 @@ def normaliser(gt: np.ndarray, kind: str) -> float:
     """gt: (68, 2) px -> the normalising length in px."""
     gt = np.asarray(gt, dtype=np.float64)
     if kind == "interocular":
-        return float(np.linalg.norm(gt[36] - gt[45]))
+        right, left = IBUG68.outer_eye_corners
+        return float(np.linalg.norm(gt[right] - gt[left]))
     if kind == "box":
         w, h = np.ptp(gt[:, 0]), np.ptp(gt[:, 1])
         return float(np.sqrt(w * h))

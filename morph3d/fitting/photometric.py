@@ -3,7 +3,8 @@
 Each face is cropped to ``size`` x ``size`` around its landmarks and rendered with the differentiable
 renderer in the crop's camera. Adam minimises, per face,
 
-    photo_weight * mean_p(m_p |render_p - photo_p|)     (per-pixel L2 norm of linear RGB, robust)
+    photo_weight * mean_p(m_p |render_p - photo_p|)     (per-pixel L2 norm of linear RGB, robust;
+                                                         ``photo_loss`` picks another distance)
     + sum_i rho(|proj_i - x_i| / (landmark_sigma * size))   (the landmark term of the landmark fit)
     + |alpha|^2 + expression prior + texture_prior |gamma|^2 + lighting_prior |L - L0|^2
 
@@ -12,7 +13,8 @@ regions (eyes, brows, lips, mouth, ears, hair are left out) x the pixels inside 
 skin-colour weight of the photo (chroma near the median chroma of the face, which drops hair, glasses
 and occluders). A set that followed the render would reward shrinking the face onto the pixels it
 explains best. The jaw landmarks keep the correspondences of the landmark fit; priors and the robust
-loss ``rho`` are those of ``config.landmarks`` (a :class:`LandmarkFitConfig`).
+loss ``rho`` are those of ``config.landmarks`` (a :class:`LandmarkFitConfig`). The terms are the
+functions of ``losses.py``.
 
 Start: on the landmark fit's geometry, lighting (27 SH coefficients) and albedo coefficients are
 solved in closed form, alternately (``closed_form_rounds``): both enter the rendered colour linearly
@@ -33,17 +35,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, irradiance, sh_basis
 from ..model.camera import Camera
+from ..model.face_definitions import NON_SKIN_PARTS, NUM_LANDMARKS, regions_without
+from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, irradiance, sh_basis
 from ..model.params import FaceParams
 from ..render import interpolate, region_segmentation, render_face, srgb_to_linear
 from .crop import Crop
-from .landmark_fit import LandmarkFitConfig, LandmarkFitResult, robust_loss
+from .landmark_fit import LandmarkFitConfig, LandmarkFitResult
+from .losses import PHOTO_LOSSES, face_size, landmark_loss, landmark_points, photometric_loss, tikhonov
 from .threads import torch_threads
 
 GEOMETRY = ("identity", "expression", "rotation", "translation")
-_NON_SKIN = {"eye", "eyes", "eyeball", "eyeballs", "brow", "brows", "eyebrow", "eyebrows", "lip", "lips",
-             "mouth", "teeth", "tongue", "hair", "scalp", "ear", "ears", "neck", "nostril", "nostrils"}
+NAMES = ("identity", "expression", "texture", "rotation", "translation", "lighting")
+LEARNING_RATES = {"identity": 0.003, "expression": 0.003, "texture": 0.01, "rotation": 1e-4, "translation": 0.03,
+                  "lighting": 0.01}
 
 
 @dataclass
@@ -55,6 +60,8 @@ class PhotometricConfig:
     steps: int = 30                 # Adam steps
     closed_form_rounds: int = 2     # alternations of the lighting / albedo least-squares start
     photo_weight: float = 50.0
+    photo_loss: str = "l21"         # per-pixel distance: 'l21', 'l2', 'l1' or 'huber' (losses.photometric_loss)
+    huber_delta: float = 0.1        # threshold of the 'huber' photo loss, linear RGB
     photo_sigma: float = 0.05       # colour noise of the closed-form start, linear RGB
     landmarks: LandmarkFitConfig | None = None  # landmark term and shape priors (default: the defaults)
     texture_prior: float = 1.0
@@ -62,6 +69,12 @@ class PhotometricConfig:
     landmark_tolerance: float = 0.0  # relative growth of the mean landmark error accepted
     progress: bool = True           # tqdm bar over the steps
     threads: int | None = 1         # intra-op threads while fitting (None: torch's setting; threads.py)
+
+    def __post_init__(self):
+        if self.photo_loss not in PHOTO_LOSSES:
+            raise ValueError(f"photo_loss must be one of {PHOTO_LOSSES}, got {self.photo_loss!r}")
+        if self.size < 8 or self.steps < 0 or self.closed_form_rounds < 0:
+            raise ValueError("need size >= 8 px and steps, closed_form_rounds >= 0")
 
 
 @dataclass
@@ -167,130 +180,135 @@ def _fit_photometric(model, images, fit, targets, cfg: PhotometricConfig) -> Pho
     b = base.batch_size
     if len(images) != b:
         raise ValueError(f"{len(images)} images for {b} fitted faces")
-    targets = torch.as_tensor(np.asarray(targets), dtype=dt, device=dev).reshape(b, 68, 2)
+    targets = torch.as_tensor(np.asarray(targets), dtype=dt, device=dev).reshape(b, NUM_LANDMARKS, 2)
     used = fit.used.to(dev)
-    s = cfg.size
-
-    # crops, their cameras and photos
-    crops, cams, photos, inside = [], [], [], []
-    for i in range(b):
-        crop = Crop.around(targets[i].cpu().numpy(), s, cfg.margin)
-        pix, ins = crop.image(images[i])
-        crops.append(crop)
-        cams.append(crop.camera(base.camera, i))
-        photos.append(torch.from_numpy(pix.copy()).permute(2, 0, 1).to(dev, dt) / 255.0)
-        inside.append(torch.from_numpy(ins)[None].to(dev, dt))
-    photo = srgb_to_linear(torch.stack(photos))
-    inside = torch.stack(inside)
-    cam = Camera(torch.cat([c.focal for c in cams]), torch.cat([c.principal for c in cams]), (s, s),
-                 base.camera.kind)
-    tgt = torch.stack([crops[i].to_crop(targets[i]) for i in range(b)])
-    lo = torch.where(used[..., None], tgt, torch.full_like(tgt, float("inf"))).amin(1)
-    hi = torch.where(used[..., None], tgt, torch.full_like(tgt, -float("inf"))).amax(1)
-    face_size = (hi - lo).prod(-1).clamp_min(1.0).sqrt()
-    lm_cfg = cfg.landmarks or LandmarkFitConfig()
-    lm_scale = 1.0 / (lm_cfg.landmark_sigma * face_size)
-    lm_faces = fit.vertex_ids.to(dev)
-    lm_w = fit.weights.to(dev, dt)
-    # landmarks without a model point project vertex 0 (finite, and masked out by `used`)
-    lm_w = torch.where(lm_w.sum(-1, keepdim=True) > 0, lm_w, lm_w.new_tensor([1.0, 0.0, 0.0]))
-
-    def landmarks_of(vertices_cam, camera):
-        pts = (vertices_cam[torch.arange(b, device=dev)[:, None, None], lm_faces] * lm_w[..., None]).sum(2)
-        return camera.project(pts)
-
-    # the mask: coverage x skin regions x inside the photo x skin colour
-    start_params = FaceParams(identity=base.identity, expression=base.expression, texture=base.texture,
-                              rotation=base.rotation, translation=base.translation, lighting=base.lighting,
-                              camera=cam, articulation=base.articulation)
+    crops, cam, photo, inside, tgt = _crop_faces(images, targets, base.camera, cfg.size, cfg.margin, dev, dt)
+    init = base.tensors()
+    init.pop("articulation", None)
+    start_params = FaceParams(**init, camera=cam, articulation=base.articulation)
     with torch.no_grad():
         first = render_face(model, start_params, outputs=("albedo", "normals", "mask"))
-        labels, _ = region_segmentation(model, first.rast)
-        skin_region = torch.cat([torch.zeros(1, dtype=torch.bool), torch.tensor(
-            [not (set(n.lower().replace("-", "_").split("_")) & _NON_SKIN) for n in model.region_names])])
-        region = skin_region.to(dev)[labels].to(dt) * inside
-        covered = (first.mask > 0.99).to(dt)
-        weight = region * _chroma_weight(photo, region * covered)
-        solve_mask = weight * covered
-        normals = first.normals
-        albedo = first.albedo
-        texture0 = base.texture.clone()
-        lighting0 = _solve_lighting(albedo, normals, photo, solve_mask)
-        if model.albedo_dim:
-            ka = model.albedo_dim
-            basis = interpolate(model.albedo_basis.reshape(model.num_vertices, 3 * ka), first.rast,
-                                model.triangles).reshape(b, s, s, 3, ka)
-            mean = interpolate(model.albedo_mean, first.rast, model.triangles).permute(0, 3, 1, 2)
-            for _ in range(cfg.closed_form_rounds):
-                shading = irradiance(normals.permute(0, 2, 3, 1).reshape(b, -1, 3), lighting0) / math.pi
-                shading = shading.reshape(b, s, s, 3).permute(0, 3, 1, 2)
-                texture0 = _solve_texture(basis, mean, shading, photo, solve_mask, cfg.photo_sigma,
-                                          cfg.texture_prior)
-                albedo = mean + torch.einsum("bhwck,bk->bchw", basis, texture0) * covered
-                lighting0 = _solve_lighting(albedo, normals, photo, solve_mask)
-            del basis
+        weight = _fit_mask(model, first, photo, inside)
+        init["texture"], init["lighting"] = _closed_form_start(model, first, photo, weight, base.texture, cfg)
 
-    blend = model.expression_kind == "blendshapes"
-    names = ("identity", "expression", "texture", "rotation", "translation", "lighting")
-    init = {"identity": base.identity, "expression": base.expression, "texture": texture0,
-            "rotation": base.rotation, "translation": base.translation, "lighting": lighting0}
-    var = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    lrs = {"identity": 0.003, "expression": 0.003, "texture": 0.01, "rotation": 1e-4, "translation": 0.03,
-           "lighting": 0.01}
-    opt = torch.optim.Adam([{"params": [var[k]], "lr": lrs[k]} for k in names])
-    exp_prior = (1.0 / lm_cfg.blendshape_sigma ** 2) if blend else lm_cfg.expression_prior
-    history = []
+    lm_cfg = cfg.landmarks or LandmarkFitConfig()
+    priors = lm_cfg.priors
+    exp_prior = priors.expression_weight(model)
+    lm_scale = 1.0 / (lm_cfg.landmark_sigma * face_size(tgt, used))
+    lm_ids, lm_w = _landmark_sources(fit, dev, dt)
+    lighting0 = init["lighting"]
 
-    region_weight = solve_mask
-    region_total = region_weight.sum((1, 2, 3)).clamp_min(1.0)
+    def objective(out, v):  # the photometric, landmark and prior terms, each (B,)
+        photo_term = photometric_loss(out.image, photo, weight, cfg.photo_loss, cfg.huber_delta)
+        lm = cam.project(landmark_points(out.geometry.vertices_cam, lm_ids, lm_w))
+        lm_term = landmark_loss(lm, tgt, used, lm_scale, lm_cfg.robust, lm_cfg.robust_threshold)
+        prior = (tikhonov(v["identity"], priors.identity) + tikhonov(v["expression"], exp_prior)
+                 + tikhonov(v["texture"], cfg.texture_prior) + tikhonov(v["lighting"], cfg.lighting_prior, lighting0))
+        return cfg.photo_weight * photo_term, lm_term, prior
 
-    def objective(render_out, v):
-        diff = (render_out.image - photo).square().sum(1, keepdim=True).add(1e-8).sqrt()
-        photo_term = (region_weight * diff).sum((1, 2, 3)) / region_total
-        lm = landmarks_of(render_out.geometry.vertices_cam, cam)
-        d2 = torch.where(used, (lm - tgt).square().sum(-1), torch.ones_like(lm[..., 0]))
-        rho, _ = robust_loss(d2.sqrt() * lm_scale[:, None], lm_cfg.robust, lm_cfg.robust_threshold)
-        e2 = (rho * used).sum(1)
-        prior = (lm_cfg.identity_prior * v["identity"].square().sum(1) + exp_prior * v["expression"].square().sum(1)
-                 + cfg.texture_prior * v["texture"].square().sum(1)
-                 + cfg.lighting_prior * (v["lighting"] - lighting0).square().sum(1))
-        return cfg.photo_weight * photo_term, e2, prior
-
-    bar = tqdm(range(cfg.steps), desc="photometric", unit="step", leave=False, disable=not cfg.progress)
-    for _ in bar:
-        opt.zero_grad()
-        p = FaceParams(**{k: var[k] for k in names}, camera=cam, articulation=base.articulation)
-        out = render_face(model, p, outputs=("image", "mask"))
-        terms = objective(out, var)
-        loss = sum(terms)
-        loss.sum().backward()
-        opt.step()
-        with torch.no_grad():
-            if blend:
-                var["expression"].clamp_(*lm_cfg.blendshape_range)
-        history.append([float(x.detach().mean()) for x in terms])
-        bar.set_postfix(loss=f"{sum(history[-1]):.2f}")
+    clamp = lm_cfg.blendshape_range if model.expression_kind == "blendshapes" else None
+    var, history = _refine(model, init, cam, base.articulation, objective, cfg, clamp)
 
     with torch.no_grad():
-        refined = FaceParams(**{k: var[k].detach() for k in names}, camera=cam, articulation=base.articulation)
-        lm_crop = landmarks_of(model(refined).vertices_cam, cam)
+        refined = FaceParams(**var, camera=cam, articulation=base.articulation)
+        lm_crop = cam.project(landmark_points(model(refined).vertices_cam, lm_ids, lm_w))
         lm_after = torch.stack([crops[i].to_image(lm_crop[i]) for i in range(b)])
         lm_before = fit.landmarks_2d.to(dev, dt)
-
-        def mean_error(lm):  # px of the original image
-            d = torch.where(used, (lm - targets).norm(dim=-1), torch.zeros_like(lm[..., 0]))
-            return d.sum(1) / used.sum(1)
-
-        err_before, err_after = mean_error(lm_before), mean_error(lm_after)
+        err_before, err_after = _mean_error(lm_before, targets, used), _mean_error(lm_after, targets, used)
         keep = err_after > err_before * (1 + cfg.landmark_tolerance)
-        final = {k: torch.where(keep[:, None], init[k], var[k].detach()) if k in GEOMETRY else var[k].detach()
-                 for k in names}
+        final = {k: torch.where(keep[:, None], init[k], var[k]) if k in GEOMETRY else var[k] for k in NAMES}
         out = render_face(model, FaceParams(**final, camera=cam, articulation=base.articulation),
                           outputs=("image", "mask"))
         result = FaceParams(**final, camera=base.camera, articulation=base.articulation)
         lm_img = torch.where(keep[:, None, None] | ~torch.isfinite(lm_before), lm_before, lm_after)
         err_after = torch.where(keep, err_before, err_after)
     return PhotometricResult(params=result, landmarks_2d=lm_img, render=out.image.detach(), photo=photo,
-                             mask=region_weight, crops=crops, error_before=err_before,
+                             mask=weight, crops=crops, error_before=err_before,
                              error_after=err_after, kept_landmark_geometry=keep, loss=history,
                              seconds=time.perf_counter() - start)
+
+
+def _crop_faces(images, targets, camera: Camera, size: int, margin: float, dev, dt):
+    """Square crops around each face's landmarks: the Crops, their batched camera, the photos (B, 3, S, S)
+    linear RGB, the pixels inside the original image (B, 1, S, S) and the targets in crop pixels (B, 68, 2)."""
+    crops, cams, photos, inside = [], [], [], []
+    for i in range(len(images)):
+        crop = Crop.around(targets[i].cpu().numpy(), size, margin)
+        pix, ins = crop.image(images[i])
+        crops.append(crop)
+        cams.append(crop.camera(camera, i))
+        photos.append(torch.from_numpy(pix.copy()).permute(2, 0, 1).to(dev, dt) / 255.0)
+        inside.append(torch.from_numpy(ins)[None].to(dev, dt))
+    cam = Camera(torch.cat([c.focal for c in cams]), torch.cat([c.principal for c in cams]), (size, size),
+                 camera.kind)
+    tgt = torch.stack([crops[i].to_crop(targets[i]) for i in range(len(images))])
+    return crops, cam, srgb_to_linear(torch.stack(photos)), torch.stack(inside), tgt
+
+
+def _fit_mask(model, first, photo, inside) -> torch.Tensor:
+    """The pixel weights (B, 1, S, S) of the fit: the start's coverage x the model's skin regions x the
+    pixels inside the photo x the photo's skin-colour weight."""
+    labels, _ = region_segmentation(model, first.rast)
+    skin = torch.from_numpy(regions_without(model.region_names, NON_SKIN_PARTS))
+    skin_region = torch.cat([torch.zeros(1, dtype=torch.bool), skin]).to(photo.device)
+    region = skin_region[labels].to(photo.dtype) * inside
+    covered = (first.mask > 0.99).to(photo.dtype)
+    return region * _chroma_weight(photo, region * covered) * covered
+
+
+def _closed_form_start(model, first, photo, mask, texture, cfg: PhotometricConfig):
+    """Albedo coefficients (B, Ka) and lighting (B, 27) by alternating linear least squares on the start's
+    geometry (``first``: a render with albedo, normals and rast)."""
+    b, s = photo.shape[0], photo.shape[-1]
+    normals, albedo = first.normals, first.albedo
+    texture = texture.clone()
+    lighting = _solve_lighting(albedo, normals, photo, mask)
+    if not model.albedo_dim:
+        return texture, lighting
+    ka = model.albedo_dim
+    covered = (first.mask > 0.99).to(photo.dtype)
+    basis = interpolate(model.albedo_basis.reshape(model.num_vertices, 3 * ka), first.rast,
+                        model.triangles).reshape(b, s, s, 3, ka)
+    mean = interpolate(model.albedo_mean, first.rast, model.triangles).permute(0, 3, 1, 2)
+    for _ in range(cfg.closed_form_rounds):
+        shading = irradiance(normals.permute(0, 2, 3, 1).reshape(b, -1, 3), lighting) / math.pi
+        shading = shading.reshape(b, s, s, 3).permute(0, 3, 1, 2)
+        texture = _solve_texture(basis, mean, shading, photo, mask, cfg.photo_sigma, cfg.texture_prior)
+        albedo = mean + torch.einsum("bhwck,bk->bchw", basis, texture) * covered
+        lighting = _solve_lighting(albedo, normals, photo, mask)
+    return texture, lighting
+
+
+def _landmark_sources(fit: LandmarkFitResult, dev, dt):
+    """The landmark fit's vertex ids (B, 68, 3) and weights; landmarks without a model point take vertex 0
+    (finite, and left out by ``used``)."""
+    w = fit.weights.to(dev, dt)
+    w = torch.where(w.sum(-1, keepdim=True) > 0, w, w.new_tensor([1.0, 0.0, 0.0]))
+    return fit.vertex_ids.to(dev), w
+
+
+def _refine(model, init, cam, articulation, objective, cfg: PhotometricConfig, clamp):
+    """``cfg.steps`` Adam steps on every parameter from ``init``; blendshape weights kept in ``clamp``.
+    Returns the final tensors by name and the per-step means of the objective's terms."""
+    var = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
+    opt = torch.optim.Adam([{"params": [var[k]], "lr": LEARNING_RATES[k]} for k in NAMES])
+    history = []
+    bar = tqdm(range(cfg.steps), desc="photometric", unit="step", leave=False, disable=not cfg.progress)
+    for _ in bar:
+        opt.zero_grad()
+        p = FaceParams(**{k: var[k] for k in NAMES}, camera=cam, articulation=articulation)
+        terms = objective(render_face(model, p, outputs=("image", "mask")), var)
+        sum(terms).sum().backward()
+        opt.step()
+        if clamp is not None:
+            with torch.no_grad():
+                var["expression"].clamp_(*clamp)
+        history.append([float(x.detach().mean()) for x in terms])
+        bar.set_postfix(loss=f"{sum(history[-1]):.2f}")
+    return {k: v.detach() for k, v in var.items()}, history
+
+
+def _mean_error(lm, targets, used) -> torch.Tensor:
+    """Mean landmark distance (B,) over the used landmarks, px of the original image."""
+    d = torch.where(used, (lm - targets).norm(dim=-1), torch.zeros_like(lm[..., 0]))
+    return d.sum(1) / used.sum(1)

@@ -68,25 +68,26 @@ class Camera:
         """The same view rendered at another resolution (pixel-centre aligned rescaling)."""
         h0, w0 = self.image_size
         h1, w1 = image_size
-        sx, sy = w1 / w0, h1 / h0
+        return self.rescaled((w1 / w0, h1 / h0), (h1, w1))
+
+    def rescaled(self, scale, image_size: tuple[int, int], offset: tuple[float, float] = (0.0, 0.0)) -> "Camera":
+        """The camera of an image resampled from this one (a resize, a crop or both): the one rescaling rule.
+
+        A point at pixel ``u`` here lands at ``u'`` with ``u' + 0.5 = (u + 0.5 - offset_x) * scale_x`` (and
+        likewise ``v``): ``offset`` (px, pixel-edge coordinates) is the new image's top-left corner in this
+        image and ``scale`` (a number or ``(sx, sy)``) the new pixels per old pixel. ``image_size``: the new
+        (height, width). A perspective camera needs ``sx == sy``.
+        """
+        sx, sy = (float(s) for s in (scale if isinstance(scale, (tuple, list)) else (scale, scale)))
         if self.kind == PERSPECTIVE and abs(sx - sy) > 1e-6 * max(sx, sy):
             raise ValueError("resizing a perspective camera needs the same scale on both axes")
-        scale = torch.tensor([sx, sy], device=self.principal.device, dtype=self.principal.dtype)
-        principal = (self.principal + 0.5) * scale - 0.5
-        return Camera(self.focal * sx, principal, (h1, w1), self.kind)
+        kw = dict(device=self.principal.device, dtype=self.principal.dtype)
+        principal = (self.principal + 0.5 - torch.tensor(offset, **kw)) * torch.tensor([sx, sy], **kw) - 0.5
+        return Camera(self.focal * sx, principal, image_size, self.kind)
 
     def project(self, points: torch.Tensor) -> torch.Tensor:
-        """Camera-frame points (B, N, 3) mm -> image coordinates (B, N, 2) pixels."""
-        x, y, z = points.unbind(-1)
-        f = self.focal[:, None]
-        if self.kind == PERSPECTIVE:
-            depth = -z
-            u = self.principal[:, 0:1] + f * x / depth
-            v = self.principal[:, 1:2] - f * y / depth
-        else:
-            u = self.principal[:, 0:1] + f * x
-            v = self.principal[:, 1:2] - f * y
-        return torch.stack([u, v], dim=-1)
+        """Camera-frame points (B, N, 3) mm -> image coordinates (B, N, 2) pixels (:func:`project_points`)."""
+        return project_points(points, self.focal, self.principal, self.kind)
 
     def to_clip(self, points: torch.Tensor, near: float = 10.0, far: float = 1e4) -> torch.Tensor:
         """Camera-frame points (B, N, 3) mm -> clip coordinates (B, N, 4) for ``render.rasterize``.
@@ -109,3 +110,23 @@ class Camera:
             cy_clip = (2.0 * (cy - f * y) + 1.0) / h - 1.0
             cz = (-2.0 * z - (far + near)) / (far - near)
         return torch.stack([cx_clip, cy_clip, cz, cw], dim=-1)
+
+
+def project_points(points: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, kind: str = PERSPECTIVE,
+                   min_depth: float | None = None) -> torch.Tensor:
+    """The projection of ``docs/conventions.md``: camera-frame points (B, N, 3) mm -> pixels (B, N, 2).
+
+    focal: (B,) px (perspective) or px/mm (orthographic); principal: (B, 2) px. Perspective:
+    ``u = cx + f X / (-Z)``, ``v = cy - f Y / (-Z)``; orthographic: ``u = cx + f X``, ``v = cy - f Y``.
+    min_depth: lower bound (mm) on ``-Z`` for points at or behind the camera (None: no bound).
+    """
+    x, y, z = points.unbind(-1)
+    f = focal[:, None]
+    if kind == PERSPECTIVE:
+        depth = -z if min_depth is None else (-z).clamp_min(min_depth)
+        u = principal[:, 0:1] + f * x / depth
+        v = principal[:, 1:2] - f * y / depth
+    else:
+        u = principal[:, 0:1] + f * x
+        v = principal[:, 1:2] - f * y
+    return torch.stack([u, v], dim=-1)

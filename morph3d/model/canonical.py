@@ -58,10 +58,6 @@ REQUIRED = (
     "expression_kind", "expression_names", "albedo_mean", "albedo_basis", "landmark_faces",
     "landmark_bary", "region_labels", "region_names",
 )
-OPTIONAL = (
-    "uv_coords", "uv_triangles", "contour_right", "contour_left", "identity_std_mm",
-    "flame_joint_regressor", "flame_parents", "flame_skinning_weights", "flame_pose_basis", "license",
-)
 STRING_KEYS = ("name", "source_format", "expression_kind", "license")
 
 

@@ -2,17 +2,6 @@
 import torch
 
 
-def face_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    """Unnormalised face normals (area-weighted).
-
-    vertices: (B, N, 3) float; triangles: (F, 3) long -> (B, F, 3), length = 2 x triangle area.
-    """
-    v0 = vertices[:, triangles[:, 0]]
-    v1 = vertices[:, triangles[:, 1]]
-    v2 = vertices[:, triangles[:, 2]]
-    return torch.cross(v1 - v0, v2 - v0, dim=-1)
-
-
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Area-weighted unit vertex normals.
 

@@ -2,7 +2,6 @@
 
 ``angles = [yaw, pitch, roll]`` in radians, ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``.
 """
-import math
 
 import torch
 
@@ -44,13 +43,3 @@ def matrix_to_euler(matrix: torch.Tensor) -> torch.Tensor:
                         torch.atan2(-matrix[..., 1, 2], matrix[..., 1, 1]))
     roll = torch.where(regular, torch.atan2(matrix[..., 1, 0], matrix[..., 0, 0]), torch.zeros_like(yaw))
     return torch.stack([yaw, pitch, roll], dim=-1)
-
-
-def degrees(angles: torch.Tensor) -> torch.Tensor:
-    """Radians -> degrees."""
-    return angles * (180.0 / math.pi)
-
-
-def radians(angles: torch.Tensor) -> torch.Tensor:
-    """Degrees -> radians."""
-    return angles * (math.pi / 180.0)

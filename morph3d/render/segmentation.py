@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..model.face_definitions import IBUG68
 from ..model.morphable_model import MorphableModel
 from ..model.params import FaceParams
 from .renderer import rasterize_face
@@ -83,30 +84,34 @@ def _landmark_polygons(lm: torch.Tensor, forehead: float, brow_thickness: float)
     def pts(*idx):
         return lm[:, list(idx)]
 
-    eye_r, eye_l = lm[:, 36:42].mean(1, keepdim=True), lm[:, 42:48].mean(1, keepdim=True)
-    brow_r, brow_l = lm[:, 17:22], lm[:, 22:27]
-    up_r = brow_r.mean(1, keepdim=True) - eye_r  # brow centre relative to the eye centre: "up" on the face
-    up_l = brow_l.mean(1, keepdim=True) - eye_l
-    skin = torch.cat([lm[:, 0:17], (brow_l + forehead * up_l).flip(1), (brow_r + forehead * up_r).flip(1)], 1)
+    L = IBUG68
+    eye_r, eye_l = pts(*L.eye_right), pts(*L.eye_left)
+    brow_r, brow_l = pts(*L.brow_right), pts(*L.brow_left)
+    centre_r, centre_l = eye_r.mean(1, keepdim=True), eye_l.mean(1, keepdim=True)
+    up_r = brow_r.mean(1, keepdim=True) - centre_r  # brow centre relative to the eye centre: "up" on the face
+    up_l = brow_l.mean(1, keepdim=True) - centre_l
+    skin = torch.cat([pts(*L.jaw), (brow_l + forehead * up_l).flip(1), (brow_r + forehead * up_r).flip(1)], 1)
 
     def band(brow, up):  # the brow line, its ends pushed out by a quarter segment, thickened along "up"
         line = torch.cat([brow[:, :1] + 0.25 * (brow[:, :1] - brow[:, 1:2]), brow,
                           brow[:, -1:] + 0.25 * (brow[:, -1:] - brow[:, -2:-1])], 1)
         return torch.cat([line + brow_thickness * up, (line - brow_thickness * up).flip(1)], 1)
 
-    bridge = lm[:, 27:28]
-    nose = torch.cat([bridge + 0.3 * (pts(39) - bridge), bridge + 0.3 * (pts(42) - bridge),
-                      pts(35, 34, 33, 32, 31)], 1)
+    bridge = pts(L.nose_bridge[0])
+    inner_r, inner_l = pts(L.eye_right[3]), pts(L.eye_left[0])  # inner eye corners (39, 42)
+    nose = torch.cat([bridge + 0.3 * (inner_r - bridge), bridge + 0.3 * (inner_l - bridge),
+                      pts(*L.nostrils[::-1])], 1)
+    outer, inner = L.mouth_outer, L.mouth_inner  # 48-59, 60-67
     return [
         (LANDMARK_CLASS["skin"], skin),
         (LANDMARK_CLASS["nose"], nose),
         (LANDMARK_CLASS["brow_right"], band(brow_r, up_r)),
         (LANDMARK_CLASS["brow_left"], band(brow_l, up_l)),
-        (LANDMARK_CLASS["eye_right"], lm[:, 36:42]),
-        (LANDMARK_CLASS["eye_left"], lm[:, 42:48]),
-        (LANDMARK_CLASS["upper_lip"], pts(48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60)),
-        (LANDMARK_CLASS["lower_lip"], pts(54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64)),
-        (LANDMARK_CLASS["inner_mouth"], lm[:, 60:68]),
+        (LANDMARK_CLASS["eye_right"], eye_r),
+        (LANDMARK_CLASS["eye_left"], eye_l),
+        (LANDMARK_CLASS["upper_lip"], pts(*outer[:7], *inner[4::-1])),
+        (LANDMARK_CLASS["lower_lip"], pts(*outer[6:], outer[0], inner[0], *inner[:4:-1], inner[4])),
+        (LANDMARK_CLASS["inner_mouth"], pts(*inner)),
     ]
 
 
@@ -122,7 +127,7 @@ def landmark_segmentation(landmarks: torch.Tensor, image_size: tuple[int, int], 
     lips and the inner mouth are the landmark polygons. Overlaps go to the later class in that order.
     Returns labels (B, 1, H, W) long (0 = background) and onehot (B, 10, H, W) float.
     """
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (IBUG68.num_points, 2):
         raise ValueError(f"landmarks must be (B, 68, 2) pixels, got {tuple(landmarks.shape)}")
     h, w = (int(s) for s in image_size)
     if h <= 0 or w <= 0:

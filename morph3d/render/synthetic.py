@@ -18,7 +18,7 @@ from ..model.params import FaceParams
 from ..model.pose import euler_to_matrix
 from .renderer import render_face
 from .segmentation import region_segmentation
-from .visualize import srgb_to_linear
+from .colour import srgb_to_linear
 
 
 @dataclass

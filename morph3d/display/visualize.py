@@ -18,18 +18,6 @@ _SEGMENT_COLOURS = ((0.0, 0.0, 0.0), (0.93, 0.76, 0.62), (0.72, 0.52, 0.30), (0.
 BACKGROUND_GREY = 0.12
 
 
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear RGB -> sRGB with the standard piecewise curve; values are clamped to [0, 1] first."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1.0 / 2.4) - 0.055)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB in [0, 1] -> linear RGB."""
-    x = x.clamp(0.0, 1.0)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
 def _channels_first(t: torch.Tensor, channels: int, name: str) -> torch.Tensor:
     if t.ndim not in (3, 4) or t.shape[-3] != channels:
         raise ValueError(f"{name} must be ({channels}, H, W) or (B, {channels}, H, W), got {tuple(t.shape)}")
@@ -142,5 +130,5 @@ def draw_points(image: torch.Tensor, points: torch.Tensor, colours: torch.Tensor
     return out
 
 
-__all__ = ["colormap", "depth_to_rgb", "draw_points", "flow_to_rgb", "flow_wheel", "hsv_to_rgb", "linear_to_srgb",
-           "normals_to_rgb", "segment_palette", "segmentation_to_rgb", "srgb_to_linear"]
+__all__ = ["colormap", "depth_to_rgb", "draw_points", "flow_to_rgb", "flow_wheel", "hsv_to_rgb", "normals_to_rgb",
+           "segment_palette", "segmentation_to_rgb"]

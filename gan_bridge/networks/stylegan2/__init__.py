@@ -1,0 +1,19 @@
+"""StyleGAN2 (config F) in pure PyTorch: generator, discriminator, training losses, checkpoint loaders.
+
+Public API::
+
+    Generator(resolution, z_dim=512, w_dim=512, channel_base=32768, channel_max=512, n_mlp=8, ...)
+        .mapping(z, truncation_psi=1, truncation_cutoff=None) -> ws (B, num_ws, w_dim)
+        .synthesis(ws, noise_mode="random"|"const"|"none", noise=None, generator=None) -> (B, 3, R, R)
+        .forward(z, truncation_psi=1, noise_mode="random", mixing_prob=0, generator=None)
+    Discriminator(resolution, ...)(img) -> logits (B, 1)
+    StyleGAN2Losses, ema_update, ema_beta and the loss functions (``losses``)
+    load_generator(path), load_discriminator(path) (``checkpoints``)
+"""
+from .discriminator import Discriminator
+from .generator import Generator
+from .mapping import MappingNetwork
+from .synthesis import SynthesisNetwork, channels_per_resolution
+from .checkpoints import CheckpointError, load_discriminator, load_generator, save_networks
+from .losses import (StyleGAN2LossConfig, StyleGAN2Losses, d_logistic_loss, ema_beta, ema_update,
+                     g_nonsaturating_loss, lazy_ratio, path_length_penalty, r1_penalty)
