@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_open_model as bom  # noqa: E402
+from morph3d.model.face_definitions import IBUG68, NUM_LANDMARKS  # noqa: E402 (build_open_model adds the repo)
 
 REPO = Path(__file__).resolve().parents[1]
 CROP_SIZE = 384
@@ -110,8 +111,8 @@ def candidates(base: "bom.Mesh") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def select(errors_median: np.ndarray, mirror: np.ndarray, on_midline: np.ndarray) -> np.ndarray:
     """Chosen candidate per iBUG point from (C, 68) median errors, mirror-symmetric (see module doc)."""
-    chosen = np.empty(68, dtype=np.int64)
-    for k in range(68):
+    chosen = np.empty(NUM_LANDMARKS, dtype=np.int64)
+    for k in range(NUM_LANDMARKS):
         partner = IBUG_MIRROR[k]
         if partner == k:
             score = np.where(on_midline, errors_median[:, k], np.inf)
@@ -126,9 +127,9 @@ def select(errors_median: np.ndarray, mirror: np.ndarray, on_midline: np.ndarray
 def median_errors(points: np.ndarray, truth: np.ndarray, scale: np.ndarray, images: np.ndarray,
                   frontal: np.ndarray) -> np.ndarray:
     """(C, 68) median normalised error of each candidate over ``images`` (frontal ones for the jaw)."""
-    out = np.empty((points.shape[0], 68))
-    for k in range(68):
-        use = images[frontal[images]] if k < 17 else images
+    out = np.empty((points.shape[0], NUM_LANDMARKS))
+    for k in range(NUM_LANDMARKS):
+        use = images[frontal[images]] if k in IBUG68.jaw else images
         err = np.linalg.norm(points[:, use] - truth[None, use, k], axis=-1) / scale[None, use]
         out[:, k] = np.median(err, axis=1)
     return out
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                                          min_detection_confidence=0.3) as face_mesh:
         for entry in manifest["entries"]:
             annotation = np.asarray(entry["landmarks68"], dtype=float)
-            if np.linalg.norm(annotation[36] - annotation[45]) < MIN_INTEROCULAR_PX:
+            if np.linalg.norm(np.subtract(*annotation[EYE_CORNERS])) < MIN_INTEROCULAR_PX:
                 continue
             image = np.asarray(Image.open(args.faces / entry["file"]).convert("RGB"))
             found = detect(image, annotation, face_mesh)
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             truth.append(annotation)
             human.append(bool(entry.get("human_annotated")))
     detections, truth, human = np.stack(detections), np.stack(truth), np.array(human)
-    scale = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=1)
+    scale = np.linalg.norm(truth[:, EYE_CORNERS[0]] - truth[:, EYE_CORNERS[1]], axis=1)
     frontal = np.array([abs(yaw_degrees(d, base.vertices)) < FRONTAL_YAW_DEG for d in detections])
 
     cand_tri, cand_bary, mirror = candidates(base)
@@ -192,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     per_point = np.linalg.norm(points[chosen].transpose(1, 0, 2) - truth, axis=-1) / scale[:, None]
     entries = []
-    for k in range(68):
+    for k in range(NUM_LANDMARKS):
         corners = base.triangles[cand_tri[chosen[k]]].tolist()
         w = cand_bary[chosen[k]]
-        use = frontal if k < 17 else np.ones(len(ids), dtype=bool)
+        use = frontal if k in IBUG68.jaw else np.ones(len(ids), dtype=bool)
         entries.append({
             "ibug": k, "triangle": corners, "barycentric": [round(float(x), 4) for x in w],
             "nearest_vertex": int(corners[int(np.argmax(w))]),

@@ -25,7 +25,7 @@ def test_obj_mid_grey_is_written_as_srgb_188(tmp_path):
     d = tiny_canonical()
     path = export_mesh(tmp_path / "g.obj", d["vertices_mean"], d["triangles"],
                        colors=np.full((len(d["vertices_mean"]), 3), 0.5))
-    first, second = path.read_text().splitlines()[:2]
+    first = path.read_text().splitlines()[0]
     assert first.startswith("#") and "sRGB" in first
     assert trimesh.load(path, process=False).visual.vertex_colors[0, 0] == 188  # linear 0.5 -> sRGB 0.735
 

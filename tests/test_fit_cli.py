@@ -1,5 +1,8 @@
 """``morph3d fit``: outputs, skipping, interruption and every error path (on a tiny synthetic model)."""
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -7,8 +10,8 @@ import torch
 from PIL import Image
 
 import morph3d.cli as cli
-from conftest import tiny_canonical
-from morph3d.model import MorphableModel, canonical
+from conftest import REPO, tiny_canonical
+from morph3d.model import MorphableModel, canonical, load_model
 from morph3d.render import linear_to_srgb, render_face
 
 
@@ -39,7 +42,8 @@ def scene(tmp_path):
 
 
 def fit(*args):
-    return cli.main(["fit", *map(str, args)])
+    """``morph3d fit ARGS --threads 1`` (one thread: much faster on a busy machine)."""
+    return cli.main(["fit", *map(str, args), "--threads", "1"])
 
 
 def test_fit_writes_outputs_then_skips(scene, capsys):
@@ -181,3 +185,132 @@ def test_all_faces_on_a_group_photo(tmp_path):
     assert all((out / f["mesh"]).is_file() for f in rec["faces"])
     areas = [(f["face_box"][2] - f["face_box"][0]) * (f["face_box"][3] - f["face_box"][1]) for f in rec["faces"]]
     assert areas == sorted(areas, reverse=True)
+
+
+# ---- what a new user hit (issue 8) --------------------------------------------------------------
+
+def _photo_of(model_path, rotation, size=(80, 96)):
+    """(photo uint8 (H, W, 3), landmarks (68, 2)) of the tiny model at ``rotation`` [yaw, pitch, roll] rad."""
+    model = MorphableModel(canonical.load(model_path))
+    p = model.default_params(1, image_size=size)
+    p.rotation[0] = torch.tensor(rotation)
+    with torch.no_grad():
+        out = render_face(model, p, outputs=("image", "landmarks"))
+    rgb = (linear_to_srgb(out.image[0]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    return rgb, out.landmarks_2d[0].numpy().astype(np.float64)
+
+
+def test_a_different_photo_under_the_same_name_is_fitted_again(scene, capsys):
+    s = scene
+    args = (s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"])
+    assert fit(*args) == 0
+    first = json.loads((s["out"] / "face.json").read_text())
+    assert len(first["input"]["image_sha256"]) == 64 and len(first["input"]["landmarks_sha256"]) == 64
+    rgb, marks = _photo_of(s["model"], [-0.3, 0.15, -0.1])  # another photo, same file name
+    Image.fromarray(rgb).save(s["photos"] / "face.png")
+    np.save(s["marks"] / "face.npy", marks)
+    capsys.readouterr()
+    assert fit(*args) == 0
+    assert "fitted 1, skipped 0" in capsys.readouterr().out
+    second = json.loads((s["out"] / "face.json").read_text())
+    assert second["input"]["image_sha256"] != first["input"]["image_sha256"]
+    np.testing.assert_allclose(second["pose"], np.degrees([-0.3, 0.15, -0.1]), atol=1.5)
+    # only the landmark file changes: fitted again too
+    np.save(s["marks"] / "face.npy", marks + 0.5)
+    assert fit(*args) == 0
+    assert "fitted 1, skipped 0" in capsys.readouterr().out
+    # nothing changes: skipped
+    assert fit(*args) == 0
+    assert "fitted 0, skipped 1" in capsys.readouterr().out
+
+
+MIRROR = (list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+          + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40] + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+          + [64, 63, 62, 61, 60, 67, 66, 65])  # iBUG-68 left/right partners
+
+
+def test_mirrored_landmarks_fail_instead_of_a_head_facing_away(tmp_path, capsys):
+    model = load_model("open")
+    p = model.default_params(1, image_size=(120, 100))
+    p.rotation[0] = torch.tensor([0.3, 0.1, 0.0])
+    with torch.no_grad():
+        out = render_face(model, p, outputs=("image", "landmarks"))
+    Image.fromarray((linear_to_srgb(out.image[0]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(
+        tmp_path / "swapped.png")
+    np.save(tmp_path / "swapped.npy", out.landmarks_2d[0].numpy()[MIRROR].astype(np.float64))
+    assert fit(tmp_path / "swapped.png", "--out", tmp_path / "o", "--landmarks", tmp_path / "swapped.npy") == 1
+    err = capsys.readouterr().err
+    assert "faces away from the camera" in err and "mirrored" in err
+    assert not (tmp_path / "o" / "swapped.json").exists() and not (tmp_path / "o" / "swapped.obj").exists()
+
+
+def test_pose_problems():
+    from morph3d.fitting.batch import pose_problems
+    rad = np.radians
+    failures, warnings = pose_problems(torch.tensor(rad([[20.0, 10.0, 5.0], [29.0, 176.0, -177.0],
+                                                         [0.0, 0.0, 170.0]]), dtype=torch.float32))
+    assert len(failures) == 1 and failures[0].startswith("face 1: the fitted head faces away")
+    assert "pitch 176" in failures[0] and "roll -177" in failures[0]
+    assert len(warnings) == 1 and warnings[0].startswith("face 2: the fitted head is upside down")
+    assert pose_problems(torch.tensor(rad([[80.0, -30.0, 20.0]]), dtype=torch.float32)) == ([], [])
+
+
+def test_failure_lines_name_the_path_once(scene, capsys):
+    s = scene
+    (s["photos"] / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    np.save(s["marks"] / "broken.npy", s["landmarks"])
+    assert fit(s["photos"], "--out", s["out"], "--model", s["model"], "--landmarks", s["marks"]) == 1
+    line = next(x for x in capsys.readouterr().err.splitlines() if "FAILED" in x)
+    assert line.count("broken.jpg") == 1, line
+
+
+def test_threads_are_left_alone_unless_asked(scene, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    s = scene
+    args = ["fit", str(s["photos"]), "--model", s["model"], "--landmarks", str(s["marks"]), "--out"]
+    assert cli.main(args + [str(s["out"])]) == 0
+    assert calls == []
+    wanted = torch.get_num_threads() + 1
+    assert cli.main(args + [str(s["out"] / "again"), "--threads", str(wanted)]) == 0
+    assert calls == [wanted, torch.get_num_threads()]  # set for the fit, then restored
+
+
+def test_sigterm_mid_image_leaves_no_partial_outputs(scene):
+    """SIGTERM while an image is half written (mesh done, overlay not): exit 143 and nothing left over."""
+    s = scene
+    script = (
+        "import sys, time\n"
+        "import morph3d.fitting.batch as batch\n"
+        "def slow_overlay(*a, **k):\n"
+        "    print('overlay', flush=True)\n"
+        "    time.sleep(60)\n"
+        "batch.draw_overlay = slow_overlay\n"
+        "from morph3d.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    cmd = [sys.executable, "-c", script, "fit", str(s["photos"]), "--out", str(s["out"]), "--model", s["model"],
+           "--landmarks", str(s["marks"]), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "overlay", proc.stderr.read()
+        assert list(s["out"].glob("*.obj")) or list(s["out"].glob("*partial*"))  # the mesh was written
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert list(s["out"].iterdir()) == []
+
+
+def test_all_faces_skips_the_astronauts_mission_patch(tmp_path):
+    pytest.importorskip("dlib")
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    assert fit(photo, "--out", tmp_path / "o", "--all-faces") == 0
+    rec = json.loads((tmp_path / "o" / "astronaut.json").read_text())
+    assert len(rec["faces"]) == 1  # the patch (HOG score ~0.12) is not a face
+    assert rec["detector_score"] == rec["faces"][0]["detector_score"] > 1.0

@@ -5,7 +5,7 @@ import torch
 
 from morph3d.model import Camera, FaceParams, from_deep3d, to_deep3d
 from morph3d.model.lighting import irradiance
-from morph3d.model.params import DEEP3D_DIM
+from morph3d.model import DEEP3D_DIM
 
 
 def deep3d_shading(normals, gamma):

@@ -10,6 +10,7 @@ depend on the image resizing and sample counts, which this module does not repro
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Tuple, Union
 
@@ -94,7 +95,9 @@ def callable_space(fn: Callable[[torch.Tensor], torch.Tensor], name: Optional[st
 def _load_inception(path: Path, model: Optional[nn.Module]) -> Tuple[nn.Module, bool]:
     """The network in ``path`` and whether it takes StyleGAN2-ADA's ``return_features`` flag."""
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, but the Inception files are TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError:
         scripted = None
     if scripted is not None:

@@ -61,13 +61,14 @@ def check_images(x: torch.Tensor, name: str = "images", check_range: bool = True
         raise ValueError(f"{name} must be a torch.Tensor (B, 3, H, W), got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"{name} must be (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch: pass at least one image")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is an empty batch {tuple(x.shape)}: pass at least one non-empty image")
     if not x.is_floating_point():
         raise ValueError(f"{name} has dtype {x.dtype}: convert to float in [-1, 1] (x / 127.5 - 1 for uint8)")
-    if not torch.isfinite(x).all():
+    peak = x.detach().abs().amax()  # NaN propagates, so one pass checks both finiteness and range
+    if not torch.isfinite(peak):
         raise ValueError(f"{name} contains NaN or Inf values")
-    if check_range and x.abs().max() > MAX_ABS_INPUT:
+    if check_range and peak > MAX_ABS_INPUT:
         raise ValueError(f"{name} spans [{x.min().item():.3g}, {x.max().item():.3g}]: expected [-1, 1] "
                          f"(x / 127.5 - 1 for [0, 255] images)")
 
@@ -75,8 +76,8 @@ def check_images(x: torch.Tensor, name: str = "images", check_range: bool = True
 class _Trunk(nn.Module):
     """Frozen convolutional trunk returning the outputs of named layers.
 
-    Runs only as far as the deepest requested layer. ReLUs are not in place, so every returned
-    tensor is the layer's own output.
+    Runs only as far as the deepest requested layer. ReLUs run in place except after a requested
+    conv layer, so every returned tensor is that layer's own output.
     """
 
     def __init__(self, net: str, all_layers: List[_Layer], layers: Sequence[str], input_scaling: bool):
@@ -128,17 +129,18 @@ class _Trunk(nn.Module):
                              f"layer {self._plan[-1][0]}: use at least {self.min_size()} px per side")
         x = (images - self.shift) / self.scale if self.input_scaling else images
         outputs: Dict[str, torch.Tensor] = {}
-        conv = 0
+        conv, prev = 0, ""
         for name, kind, k, s, p in self._plan:
             if kind == "conv":
                 x = F.conv2d(x, self.weights[conv], self.biases[conv], stride=s, padding=p)
                 conv += 1
             elif kind == "relu":
-                x = F.relu(x)
+                x = F.relu(x, inplace=prev not in outputs)  # in place unless the conv output was requested
             else:
                 x = F.max_pool2d(x, k, s)
             if name in self.layers:
                 outputs[name] = x
+            prev = name
         return [outputs[n] for n in self.layers]
 
 
@@ -170,7 +172,7 @@ class AlexNetFeatures(_Trunk):
 
 def unit_normalize(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """features: (B, C, H, W). Divides each pixel's channel vector by its L2 norm (+ eps), as LPIPS."""
-    return features / (features.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+    return features / (torch.linalg.vector_norm(features, dim=1, keepdim=True) + eps)
 
 
 class LPIPS(nn.Module):

@@ -20,11 +20,13 @@ from .seeding import rng_state, seed_everything, set_rng_state
 
 @dataclass
 class TrainResult:
-    """step: steps completed; scalars: the last step's (process-averaged) scalars; run_dir: the run's folder."""
+    """step: steps completed; scalars: the last step's (process-averaged) scalars; run_dir: the run's folder;
+    rank: this process's rank."""
 
     step: int
     scalars: dict
     run_dir: Path
+    rank: int = 0
 
 
 def _trainable(module: nn.Module) -> bool:
@@ -159,7 +161,7 @@ def _train(method: Method, config, info: DistInfo) -> TrainResult:
             bar.close()
         if logger is not None:
             logger.close()
-    return TrainResult(step=step, scalars=scalars, run_dir=run_dir)
+    return TrainResult(step=step, scalars=scalars, run_dir=run_dir, rank=info.rank)
 
 
 __all__ = ["TrainResult", "train"]

@@ -6,6 +6,7 @@ cannot be written, ...), 130 / 143 when interrupted by Ctrl-C / SIGTERM (nothing
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,8 +26,10 @@ def add_parser(sub):
                                        "<stem>.pts (iBUG, 1-based), <stem>.npy (68x2) or <stem>.json "
                                        "({\"landmarks68\": [[x, y], ...]}, 0-based) per image")
     p.add_argument("--photometric", action="store_true", help="refine by analysis by synthesis (slower)")
-    p.add_argument("--detector", choices=("dlib", "mediapipe"), default="dlib",
-                   help="landmark detector when --landmarks is not given (default: dlib)")
+    p.add_argument("--detector", choices=("auto", "dlib", "mediapipe"), default="auto",
+                   help="landmark detector when --landmarks is not given: auto (dlib, then MediaPipe and "
+                        "dlib's CNN for the turned and small faces dlib misses), dlib or mediapipe "
+                        "(default: auto)")
     p.add_argument("--all-faces", action="store_true", help="fit every detected face, not only the largest")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="torch intra-op threads while fitting (default: torch's own setting; 1 is often "
@@ -35,7 +38,6 @@ def add_parser(sub):
 
 
 def _positive_int(text: str) -> int:
-    import argparse
     try:
         n = int(text)
     except ValueError:

@@ -112,12 +112,9 @@ def _check_displacement(model, params) -> None:
 
 
 def _rescaled(camera, size: int):
-    from morph3d.model import Camera
     h, w = camera.image_size
     scale = size / max(h, w)
-    new = (max(1, round(h * scale)), max(1, round(w * scale)))
-    principal = (camera.principal + 0.5) * scale - 0.5
-    return Camera(camera.focal * scale, principal, new, camera.kind)
+    return camera.rescaled(scale, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def studio_lighting(batch: int, device=None):

@@ -11,6 +11,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+from ..io import atomic_write
+
 _SHEET_BACKGROUND = (24, 24, 28)
 _TEXT = (235, 235, 235)
 
@@ -117,17 +119,11 @@ def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
         raise ValueError(f"{path}: contact sheets are written as .png")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        text = PngInfo()
-        for key, value in image.info.items():
-            if isinstance(value, str):
-                text.add_text(key, value)
-        image.save(tmp, format="PNG", pnginfo=text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    text = PngInfo()
+    for key, value in image.info.items():
+        if isinstance(value, str):
+            text.add_text(key, value)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=text))
 
 
 __all__ = ["contact_sheet", "save_png", "to_uint8"]

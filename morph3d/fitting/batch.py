@@ -3,9 +3,9 @@ optional photometric refinement -> ``<stem>.json``, ``<stem>.obj`` and ``<stem>_
 
 Outputs of an image, written to temporary names and renamed, the JSON last:
 - ``<stem>.obj``: the fitted mesh in the **model frame** (mm, x right, y up, z towards the viewer; shape
-  = identity + expression, not posed), coloured with the fitted albedo (written as sRGB, as viewers expect; the model's
-  mean albedo after a landmark-only fit). ``params`` in the JSON pose it into the camera frame. With
-  ``all_faces``, face ``k >= 1`` goes to ``<stem>_face<k>.obj``.
+  = identity + expression, not posed), coloured with the fitted albedo (written as sRGB, as viewers
+  expect; the model's mean albedo after a landmark-only fit). ``params`` in the JSON pose it into the
+  camera frame. With ``all_faces``, face ``k >= 1`` goes to ``<stem>_face<k>.obj``.
 - ``<stem>_overlay.png``: the rendered fit blended over the photo, input landmarks as green rings,
   the fitted model's landmarks as red dots.
 - ``<stem>.json``: ``landmarks68`` (the fitted model's 68 landmarks in the image, 0-based px, null where
@@ -19,8 +19,8 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
 An image counts as done when its JSON exists, parses, is marked complete and was made from the same
 image and landmark file bytes with the same model, landmark source and fitting mode; done images are
 skipped, so a different photo under the same name is fitted again. A fit whose head faces away from
-the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored landmarks) fails. A failing image does not stop the
-batch: its reason is collected, and whatever it had written is removed.
+the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored landmarks) fails. A failing
+image does not stop the batch: its reason is collected, and whatever it had written is removed.
 """
 from __future__ import annotations
 

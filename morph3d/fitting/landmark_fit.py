@@ -62,6 +62,7 @@ class LandmarkFitConfig:
     contour: str = "sliding"         # jaw landmarks: 'sliding' or 'fixed' (see LandmarkFitter)
     contour_tangent_weight: float = 0.0  # weight of the along-outline residual of sliding landmarks
     camera: str = PERSPECTIVE        # 'perspective' (fixed focal) or 'orthographic' (fitted scale)
+    threads: int | None = None       # intra-op threads while fitting (None: torch's setting; threads.py)
 
     def __post_init__(self):
         if self.robust not in ROBUST_LOSSES:
@@ -263,9 +264,9 @@ class LandmarkFitter:
         length in px (default: ``Camera.create``'s, 1.5 x the longer side). confidence: optional (B, 68)
         weights in [0, 1] (0 = ignore that landmark).
 
-        The system is tiny, so it runs on one intra-op thread (see ``threads.py``).
+        The system is tiny: ``config.threads = 1`` is often much faster on a busy machine (``threads.py``).
         """
-        with torch_threads(1):
+        with torch_threads(self.config.threads):
             return self._fit(landmarks, image_size, focal, confidence)
 
     def _fit(self, landmarks, image_size, focal, confidence) -> LandmarkFitResult:

@@ -11,11 +11,11 @@ upright image, i.e. after its EXIF orientation is applied as ``images.load_image
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write
 from .errors import LandmarkFileError
 
 NUM_LANDMARKS = 68
@@ -113,10 +113,7 @@ def write_pts(path: str | Path, landmarks: np.ndarray) -> Path:
     path = Path(path)
     pts = np.asarray(landmarks, dtype=np.float64) + 1.0
     body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n")
 
 
 def find_landmark_file(directory: str | Path, stem: str) -> Path:

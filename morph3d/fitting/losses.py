@@ -134,8 +134,11 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     kind and k (in scaled units); metric: optional (B, L, 2, 2) (:func:`contour_metric`).
     """
     r = landmark_residuals(pred, target, metric)
-    d2 = torch.where(weight > 0, r.square().sum(-1), torch.ones_like(r[..., 0]))  # finite where unused
-    rho, _ = robust_loss(d2.sqrt() * scale[:, None], robust, threshold)
+    r = torch.where((weight > 0)[..., None], r, torch.zeros_like(r))  # unused ones may be NaN
+    d2 = r.square().sum(-1)
+    hit = d2 > 0  # sqrt'(0) is infinite: exact hits get a zero gradient instead of NaN
+    e = torch.where(hit, torch.where(hit, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
+    rho, _ = robust_loss(e * scale[:, None], robust, threshold)
     return (rho * weight).sum(1)
 
 
@@ -162,22 +165,22 @@ class LandmarkLoss(nn.Module):
             raise ValueError("sigma must be > 0")
         self.sigma, self.robust, self.threshold, self.tangent_weight = sigma, robust, threshold, tangent_weight
         valid = model.landmark_valid.detach().cpu()
-        self.contour = ContourSet.from_model(model) if contour == "sliding" else None
-        if self.contour is not None and not self.contour.available:
-            self.contour = None
-        queries, sides = sliding_landmarks(valid) if self.contour is not None else (torch.zeros(0, dtype=torch.long),) * 2
-        dev = model.triangles.device
-        self.register_buffer("fixed_ids", model.triangles[model.landmark_faces].clone(), persistent=False)
-        self.register_buffer("fixed_weights", model.landmark_bary.detach() * valid.to(dev)[:, None], persistent=False)
-        self.register_buffer("valid", valid.to(dev), persistent=False)
-        self.register_buffer("queries", queries.to(dev), persistent=False)
-        self.register_buffer("sides", sides.to(dev), persistent=False)
-        ids = torch.from_numpy(self.contour.vertex_ids) if self.contour is not None else torch.zeros(0, dtype=torch.long)
-        self.register_buffer("contour_vertices", ids.to(dev), persistent=False)
+        outline = ContourSet.from_model(model) if contour == "sliding" else None
+        self.contour = outline if outline is not None and outline.available else None
+        none = torch.zeros(0, dtype=torch.long)
+        queries, sides = sliding_landmarks(valid) if self.contour is not None else (none, none)
+        buffers = {"fixed_ids": model.triangles[model.landmark_faces], "valid": valid,
+                   "fixed_weights": model.landmark_bary.detach() * valid.to(model.landmark_bary.device)[:, None],
+                   "queries": queries, "sides": sides,
+                   "contour_vertices": torch.from_numpy(self.contour.vertex_ids) if self.contour is not None else none}
+        for name, t in buffers.items():
+            self.register_buffer(name, t.to(model.triangles.device), persistent=False)
 
     @torch.no_grad()
     def correspondences(self, vertices_cam: torch.Tensor, camera, target: torch.Tensor):
-        """Model-vertex ids (B, 68, 3), weights (B, 68, 3) and which landmarks are defined (B, 68)."""
+        """Model-vertex ids (B, 68, 3), weights (B, 68, 3) and which landmarks are defined (B, 68).
+
+        The outline search runs on the CPU; its results return to the tensors' device."""
         b = vertices_cam.shape[0]
         ids = self.fixed_ids.expand(b, -1, -1).clone()
         w = self.fixed_weights.to(vertices_cam.dtype).expand(b, -1, -1).clone()

@@ -68,7 +68,7 @@ class PhotometricConfig:
     lighting_prior: float = 0.01
     landmark_tolerance: float = 0.0  # relative growth of the mean landmark error accepted
     progress: bool = True           # tqdm bar over the steps
-    threads: int | None = 1         # intra-op threads while fitting (None: torch's setting; threads.py)
+    threads: int | None = None      # intra-op threads while fitting (None: torch's setting; threads.py)
 
     def __post_init__(self):
         if self.photo_loss not in PHOTO_LOSSES:

@@ -76,11 +76,12 @@ class Camera:
         A point at pixel ``u`` here lands at ``u'`` with ``u' + 0.5 = (u + 0.5 - offset_x) * scale_x`` (and
         likewise ``v``): ``offset`` (px, pixel-edge coordinates) is the new image's top-left corner in this
         image and ``scale`` (a number or ``(sx, sy)``) the new pixels per old pixel. ``image_size``: the new
-        (height, width). A perspective camera needs ``sx == sy``.
+        (height, width). ``sx`` must equal ``sy``: one focal length (or scale) serves both axes.
         """
         sx, sy = (float(s) for s in (scale if isinstance(scale, (tuple, list)) else (scale, scale)))
-        if self.kind == PERSPECTIVE and abs(sx - sy) > 1e-6 * max(sx, sy):
-            raise ValueError("resizing a perspective camera needs the same scale on both axes")
+        if abs(sx - sy) > 1e-6 * max(sx, sy):
+            raise ValueError(f"rescaling a camera needs the same scale on both axes (one focal length), got "
+                             f"{sx:g} x {sy:g}; keep the aspect ratio")
         kw = dict(device=self.principal.device, dtype=self.principal.dtype)
         principal = (self.principal + 0.5 - torch.tensor(offset, **kw)) * torch.tensor([sx, sy], **kw) - 0.5
         return Camera(self.focal * sx, principal, image_size, self.kind)

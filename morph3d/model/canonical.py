@@ -50,6 +50,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ..io import atomic_write
+
 FORMAT_VERSION = 1
 NUM_LANDMARKS = 68
 
@@ -187,10 +189,7 @@ def save(model: Mapping[str, object], path: str | Path) -> Path:
         raise ValueError(f"{path}: the canonical format is a .npz file")
     data = validate(model, str(path))
     data["format_version"] = np.int64(FORMAT_VERSION)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(tmp, **data)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **data))
 
 
 def load(path: str | Path) -> dict:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io import atomic_write
 from .camera import Camera
 from .lighting import NUM_LIGHTING, ambient_lighting
 
@@ -116,19 +117,16 @@ class FaceParams:
     def save(self, path: str | Path) -> Path:
         """Write ``.json`` or ``.npz`` (chosen by the suffix), atomically."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".partial" + path.suffix)
         if path.suffix == ".json":
-            tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        elif path.suffix == ".npz":
-            d = self.to_dict()
-            cam = d.pop("camera")
-            np.savez(tmp, **{k: np.asarray(v) for k, v in d.items()}, camera_kind=cam["kind"],
-                     camera_image_size=np.asarray(cam["image_size"]), camera_focal=np.asarray(cam["focal"]),
-                     camera_principal=np.asarray(cam["principal"]))
-        else:
+            return atomic_write(path, json.dumps(self.to_dict(), indent=1))
+        if path.suffix != ".npz":
             raise ValueError(f"{path}: parameters are saved as .json or .npz")
-        tmp.replace(path)
-        return path
+        d = self.to_dict()
+        cam = d.pop("camera")
+        return atomic_write(path, lambda tmp: np.savez(
+            tmp, **{k: np.asarray(v) for k, v in d.items()}, camera_kind=cam["kind"],
+            camera_image_size=np.asarray(cam["image_size"]), camera_focal=np.asarray(cam["focal"]),
+            camera_principal=np.asarray(cam["principal"])))
 
     @classmethod
     def load(cls, path: str | Path, device=None, dtype=torch.float32) -> "FaceParams":

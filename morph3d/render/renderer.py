@@ -130,7 +130,8 @@ def landmark_visibility(model: MorphableModel, geometry: ModelOutput, rast: torc
     the camera by more than ``max_backfacing`` (cosine; rims are at 0), and at least one pixel of the 3 x 3
     block around its nearest pixel is background (the landmark is on the silhouette), shows a triangle
     sharing a vertex with the landmark's triangle, or shows a surface at most ``tolerance_px`` pixel
-    footprints in front of the landmark. -> (B, L) bool.
+    footprints in front of the landmark; and the surface is drawn there (some pixel of that block shows
+    a triangle: a mesh torn apart by absurd coefficients renders nothing and sees no landmark). -> (B, L) bool.
     """
     b, h, w = depth.shape
     uv = geometry.landmarks_2d.detach()
@@ -151,6 +152,7 @@ def landmark_visibility(model: MorphableModel, geometry: ModelOutput, rast: torc
     buf_all = depth.detach().reshape(b, -1)
     cx, cy = torch.round(x).long(), torch.round(y).long()
     unobstructed = torch.zeros_like(inside)
+    drawn = torch.zeros_like(inside)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             flat = (cy + dy).clamp(0, h - 1) * w + (cx + dx).clamp(0, w - 1)
@@ -158,7 +160,8 @@ def landmark_visibility(model: MorphableModel, geometry: ModelOutput, rast: torc
             seen = model.triangles[tri_id.clamp_min(0)]  # (B, L, 3)
             shares = (own[None, :, :, None] == seen[:, :, None, :]).flatten(2).any(-1)
             unobstructed |= (tri_id < 0) | shares | (d <= buf_all.gather(1, flat) + tol)
-    return inside & facing & unobstructed & model.landmark_valid[None]
+            drawn |= tri_id >= 0
+    return inside & facing & unobstructed & drawn & model.landmark_valid[None]
 
 
 def render_face(model: MorphableModel, params: FaceParams, outputs=DEFAULT_OUTPUTS,

@@ -260,7 +260,10 @@ def save_networks(path, G: Generator | None = None, D: Discriminator | None = No
         data.update(generator=G.state_dict(), generator_config=G.config)
     if D is not None:
         data.update(discriminator=D.state_dict(), discriminator_config=D.config)
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise CheckpointError(f"cannot write {path}: {parent} is missing or not writable")
     try:
         torch.save(data, os.fspath(path))
-    except OSError as e:
-        raise CheckpointError(f"cannot write {path}: {e.strerror}; check the directory exists and is writable") from None
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(f"cannot write {path}: {e}; check the disk and permissions") from None

@@ -71,6 +71,9 @@ class Discriminator(nn.Module):
         if channels is None:
             channels = channels_per_resolution(resolution, channel_base, channel_max)
         self.channels = {r: int(channels[r]) for r in self.block_resolutions + [4]}
+        if min(self.channels.values()) < 1:
+            raise ValueError(f"channel_base {channel_base} gives no channels at {resolution} px; "
+                             f"use channel_base >= {resolution}")
         for res in self.block_resolutions:
             in_ch = self.channels[res] if res < resolution else 0
             setattr(self, f"b{res}", DiscriminatorBlock(in_ch, self.channels[res], self.channels[res // 2],

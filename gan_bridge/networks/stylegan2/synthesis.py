@@ -124,6 +124,9 @@ class SynthesisNetwork(nn.Module):
         if missing:
             raise ValueError(f"channels has no entry for resolutions {missing}")
         self.channels = {r: int(channels[r]) for r in self.block_resolutions}
+        if min(self.channels.values()) < 1:
+            raise ValueError(f"channel_base {channel_base} gives no channels at {resolution} px; "
+                             f"use channel_base >= {resolution}")
         for res in self.block_resolutions:
             in_ch = self.channels[res // 2] if res > 4 else 0
             setattr(self, f"b{res}", SynthesisBlock(in_ch, self.channels[res], w_dim, res, img_channels,
