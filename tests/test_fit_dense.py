@@ -51,6 +51,9 @@ def test_dense_fit_recovers_a_synthetic_face(open_model, synthetic):
     assert err.max() < 1.0, err  # measured 0.05 degrees
     assert after.landmarks_2d.shape == (1, 68, 2)
     assert nme(after.landmarks_2d[0].numpy(), lm, "box") < 0.01
+    # with another detector's 68 points as well (their inner 51 are fitted, their jaw places the outline's)
+    both = DenseFitter(open_model).fit_points(pts, start, landmarks=lm)
+    assert both.rms_px < 0.3 and nme(both.landmarks_2d[0].numpy(), lm, "box") < 0.01
 
 
 def test_dense_fit_refuses_other_models_and_bad_points(open_model, synthetic):
@@ -63,6 +66,8 @@ def test_dense_fit_refuses_other_models_and_bad_points(open_model, synthetic):
         DenseFitter(open_model).fit_points(bad, start)
     with pytest.raises(ValueError, match=r"\(468, 2\) finite"):
         DenseFitter(open_model).fit_points(pts[:68], start)
+    with pytest.raises(ValueError, match=r"\(68, 2\) finite"):
+        DenseFitter(open_model).fit_points(pts, start, landmarks=pts[:60])
 
 
 @pytest.mark.shared

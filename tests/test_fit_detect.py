@@ -1,4 +1,4 @@
-"""Face detection: the auto cascade (default), dlib and MediaPipe, on real photos of ../shared (skipped without them)."""
+"""Face detection: the auto cascade (default), dlib and MediaPipe, on real photos of ../shared (skipped without)."""
 import json
 import sys
 

@@ -22,8 +22,9 @@ def add_parser(subparsers) -> None:
                               description=__doc__.split("\n\n")[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files; the first is the reference")
-    p.add_argument("--detector", default="dlib", choices=("dlib", "mediapipe"),
-                   help="landmark detector (default: dlib)")
+    p.add_argument("--detector", default="dlib", choices=("dlib", "auto", "mediapipe"),
+                   help="morph3d's landmark detector (default: dlib, the landmarks dlib's network was "
+                        "trained with; auto also finds turned and small faces)")
     p.set_defaults(run=run)
 
 
@@ -39,9 +40,8 @@ def _descriptor(path: str, detector: str) -> torch.Tensor:
     except ImportError as exc:  # morph3d's MissingDependencyError names the pip extra
         raise CommandError(str(exc)) from exc
     except NoFaceError as exc:
-        other = "mediapipe" if detector == "dlib" else "dlib"
-        raise CommandError(f"{path}: no face found by the {detector} detector; use a photo with a clear "
-                           f"frontal face, or try --detector {other}") from exc
+        hint = "try --detector auto" if detector == "dlib" else "use a photo with a clearly visible face"
+        raise CommandError(f"{path}: no face found by the {detector} detector; {hint}") from exc
     image = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
         return identity_embedding(image, landmarks[None])[0]

@@ -2,8 +2,8 @@
 
 Geometry (no gradient; landmarks are constants): dlib's ``get_face_chip_details(shape, size, padding)``
 finds the least-squares similarity transform (Umeyama) from a mean-face template to the landmarks
-(68-point: nose, eyes, outer lips and inner upper lip, i.e. iBUG points 27-54 and 60-64; or dlib's
-5-point layout), keeps its rotation ``angle`` and an image rectangle ``size * scale`` wide centred on
+(68-point: nose, eyes and upper lip, i.e. iBUG points 27-54 and 60-64, brows, jaw and lower lip
+ignored; or dlib's 5-point layout), keeps its rotation ``angle`` and an image rectangle ``size * scale`` wide centred on
 the chip centre's image, then ``extract_image_chips`` maps chip pixel ``(x, y)``, ``0 <= x, y < size``,
 linearly onto that rectangle's corners (pixel centres at integer coordinates, 0-based).
 

@@ -24,10 +24,13 @@ def default_identity_net() -> IdentityNet:
 def identity_embedding(images: torch.Tensor, landmarks, net: Optional[IdentityNet] = None,
                        quantize: bool = True) -> torch.Tensor:
     """images: (B, 3, H, W) float RGB in [-1, 1]; landmarks: (B, 68, 2) iBUG or (B, 5, 2) dlib points,
-    pixels -> descriptors (B, 128), as dlib's ``compute_face_descriptor(img, shape)``."""
-    net = net or default_identity_net()
+    pixels -> descriptors (B, 128), as dlib's ``compute_face_descriptor(img, shape)``.
+
+    ``net`` defaults to the shared :func:`default_identity_net`, moved to the images' device; a given
+    ``net`` must already be there. ``quantize``: emulate dlib's uint8 pixels (see ``align``)."""
+    net = net or default_identity_net().to(images.device)
     chips = align_faces(images, landmarks, CHIP_SIZE, CHIP_PADDING, quantize)
-    return net.to(images.device)(chips.to(net.mean_rgb.dtype))
+    return net(chips.to(net.mean_rgb.dtype))
 
 
 def image_csim(a: torch.Tensor, landmarks_a, b: torch.Tensor, landmarks_b,

@@ -101,6 +101,38 @@ def background(gen: torch.Generator, size: tuple[int, int], kinds=BACKGROUND_KIN
     return img.clamp(0, 1)
 
 
+# ---- frames anchored to the head -------------------------------------------------------------
+@dataclass
+class Frame:
+    """Pixel grid coordinates in a 2D frame anchored to the head: a, b (H, W) mm along ``right`` and ``up``
+    (2,) (unit image-space directions, x right, y down); ``mm_per_px`` is the frame's scale."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    right: torch.Tensor
+    up: torch.Tensor
+    mm_per_px: float
+
+
+def make_frame(size: tuple[int, int], origin: torch.Tensor, up: torch.Tensor, mm_per_px: float) -> Frame:
+    """The frame with its origin at pixel ``origin`` (2,) and ``b`` growing along image direction ``up`` (2,)."""
+    x, y = pixel_coords(size)
+    up = up.float()
+    right = torch.stack([-up[1], up[0]])
+    dx, dy = x - float(origin[0]), y - float(origin[1])
+    return Frame(a=(dx * right[0] + dy * right[1]) * mm_per_px, b=(dx * up[0] + dy * up[1]) * mm_per_px,
+                 right=right, up=up, mm_per_px=float(mm_per_px))
+
+
+def paint(canvas: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor, albedo: torch.Tensor,
+          normals: torch.Tensor, frame: Frame, lighting: torch.Tensor, label: int) -> torch.Tensor:
+    """Composite a lit layer over ``canvas`` (3, H, W); pixels mostly covered get ``label`` in ``labels``
+    (H, W, changed in place). alpha (H, W), albedo (3, H, W), frame normals (H, W, 3), lighting (27,)."""
+    colour = lit(albedo, normals, frame.right, frame.up, lighting, alpha > 1e-3).clamp(0, 1)
+    labels[alpha > 0.5] = label
+    return canvas * (1 - alpha) + colour * alpha
+
+
 # ---- hair, neck, clothing --------------------------------------------------------------------
 @dataclass
 class HairStyle:
@@ -139,8 +171,9 @@ def _soft(signed: torch.Tensor, px: float) -> torch.Tensor:
     return (signed / max(px, 1e-9) + 0.5).clamp(0, 1)
 
 
-def hair_layer(style: HairStyle, a: torch.Tensor, b: torch.Tensor, mm_per_px: float):
-    """Hair coverage (H, W), albedo (3, H, W) and proxy normals (H, W, 3) in the head frame (a, b up, z)."""
+def hair_layer(style: HairStyle, frame: Frame):
+    """Hair coverage (H, W), albedo (3, H, W) and proxy normals (H, W, 3) in the head frame."""
+    a, b, mm_per_px = frame.a, frame.b, frame.mm_per_px
     bc = b - style.lift
     phi = torch.atan2(bc, a)
     rho = ((a / style.width) ** 2 + (bc / style.height) ** 2).sqrt()
@@ -182,16 +215,19 @@ def sample_clothing(gen: torch.Generator) -> ClothingStyle:
                          v_depth=float(_u(gen, 0, 70)))
 
 
-def neck_layer(style: ClothingStyle, a: torch.Tensor, b: torch.Tensor, mm_per_px: float):
-    """Neck coverage (H, W) and cylinder normals (H, W, 3): from under the jaw down into the collar."""
+def neck_layer(style: ClothingStyle, frame: Frame):
+    """Neck coverage (H, W) and cylinder normals (H, W, 3) in the body frame: from under the jaw down
+    into the collar."""
+    a, b, mm_per_px = frame.a, frame.b, frame.mm_per_px
     half = style.neck * (1 + 0.25 * ((style.neckline - b) / 100).clamp(0, 1))
     alpha = _soft(half - a.abs(), mm_per_px) * _soft(-40 - b, mm_per_px)
     nx = (a / half).clamp(-1, 1)
     return alpha, torch.stack([nx, torch.zeros_like(nx), (1 - nx ** 2).clamp_min(0.05).sqrt()], -1)
 
 
-def clothing_layer(style: ClothingStyle, a: torch.Tensor, b: torch.Tensor, mm_per_px: float):
-    """Clothing coverage (H, W), albedo (3, H, W) and torso normals (H, W, 3)."""
+def clothing_layer(style: ClothingStyle, frame: Frame):
+    """Clothing coverage (H, W), albedo (3, H, W) and torso normals (H, W, 3) in the body frame."""
+    a, b, mm_per_px = frame.a, frame.b, frame.mm_per_px
     depth = 70.0  # the shoulders reach full width this far below the collar
     x = a / style.shoulders
     y = ((style.neckline - b) / depth).clamp_min(0)  # 0 at the collar, grows downwards
@@ -239,7 +275,7 @@ def lit(albedo: torch.Tensor, normals: torch.Tensor, right: torch.Tensor, up: to
     return out
 
 
-__all__ = ["BACKGROUND_KINDS", "ClothingStyle", "HairStyle", "REGION_BACKGROUND", "REGION_CLOTHING",
+__all__ = ["BACKGROUND_KINDS", "ClothingStyle", "Frame", "HairStyle", "REGION_BACKGROUND", "REGION_CLOTHING",
            "REGION_FACE", "REGION_HAIR", "REGION_NAMES", "REGION_NECK", "background", "clothing_layer",
-           "hair_layer", "lit", "neck_layer", "pixel_coords", "sample_clothing", "sample_hair",
+           "hair_layer", "lit", "make_frame", "neck_layer", "paint", "pixel_coords", "sample_clothing", "sample_hair",
            "to_camera_normals"]

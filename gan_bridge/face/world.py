@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
@@ -28,7 +28,7 @@ from morph3d.model import Camera, FaceParams, MorphableModel, euler_to_matrix, l
 from morph3d.render import linear_to_srgb, render_face
 
 from .layers import (BACKGROUND_KINDS, REGION_CLOTHING, REGION_FACE, REGION_HAIR, REGION_NECK, background,
-                     clothing_layer, hair_layer, lit, neck_layer, pixel_coords, sample_clothing, sample_hair)
+                     clothing_layer, hair_layer, make_frame, neck_layer, paint, sample_clothing, sample_hair)
 
 VIEW_FACTORS = ("pose", "expression", "lighting", "camera", "background", "clothing")
 DEFAULT_VARY = ("pose", "expression", "lighting")
@@ -189,7 +189,6 @@ class FaceWorld:
 
     def with_split(self, split: str) -> "FaceWorld":
         """The same world (same model object) on another split."""
-        from dataclasses import replace
         return FaceWorld(replace(self.config, split=split), self.model, self.device)
 
     def heldout(self) -> "FaceWorld":
@@ -339,37 +338,23 @@ class FaceWorld:
         body_up = torch.stack([-torch.sin(roll), -torch.cos(roll)], -1)
         skin = self.model.albedo(params.texture.detach()).mean(1).float().cpu() * 0.92
         light = params.lighting.detach().double().cpu()
-        x, y = pixel_coords(size)
         images, labels = [], []
         for i, v in enumerate(views):
             mm = 1.0 / float(px_per_mm[i])
             img = background(self._gen("background", v.keys["background"]), size, c.backgrounds)
             lab = torch.zeros(size, dtype=torch.long)
-
-            def frame(up):
-                right = torch.stack([-up[1], up[0]])
-                dx, dy = x - origin[i, 0], y - origin[i, 1]
-                return (dx * right[0] + dy * right[1]) * mm, (dx * up[0] + dy * up[1]) * mm, right
-
-            def paint(alpha, albedo, normals, right, up, label):
-                nonlocal img
-                where = alpha > 1e-3
-                colour = lit(albedo, normals, right, up, light[i], where).clamp(0, 1)
-                img = img * (1 - alpha) + colour * alpha
-                lab[alpha > 0.5] = label
-
-            a, b, right = frame(head_up[i])
-            alpha, albedo, normals = hair_layer(hair[i], a, b, mm)
-            paint(alpha, albedo, normals, right, head_up[i], REGION_HAIR)
+            head = make_frame(size, origin[i], head_up[i], mm)
+            alpha, albedo, normals = hair_layer(hair[i], head)
+            img = paint(img, lab, alpha, albedo, normals, head, light[i], REGION_HAIR)
             gen = self._gen("clothing", v.keys["clothing"])
             dressed = bool(torch.rand((), generator=gen, dtype=torch.float64) < c.clothing_probability)
             style = sample_clothing(gen)
-            a, b, right = frame(body_up[i])
+            body = make_frame(size, origin[i], body_up[i], mm)
             if dressed:
-                alpha, albedo, normals = clothing_layer(style, a, b, mm)
-                paint(alpha, albedo, normals, right, body_up[i], REGION_CLOTHING)
-            alpha, normals = neck_layer(style, a, b, mm)
-            paint(alpha, skin[i][:, None, None].expand(3, *size), normals, right, body_up[i], REGION_NECK)
+                alpha, albedo, normals = clothing_layer(style, body)
+                img = paint(img, lab, alpha, albedo, normals, body, light[i], REGION_CLOTHING)
+            alpha, normals = neck_layer(style, body)
+            img = paint(img, lab, alpha, skin[i][:, None, None].expand(3, *size), normals, body, light[i], REGION_NECK)
             images.append(img)
             labels.append(lab)
         return torch.stack(images), torch.stack(labels)

@@ -30,9 +30,12 @@ NETS = {
             (64, 128, 256, 512, 512)),
 }
 
+# The only globals the checkpoints name; ndarray's own reduce gives this NumPy's _reconstruct without
+# importing numpy.core (deprecated in NumPy 2).
 _ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0],
+    ("numpy._core.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0],
 }
 
 
@@ -54,7 +57,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
-        return super().find_class(module, name)
+        return _ALLOWED_GLOBALS[(module, name)]
 
 
 def weights_dir() -> Path:

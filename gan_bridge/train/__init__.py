@@ -21,6 +21,5 @@ __all__ = [
     "barrier", "config_to_dict", "ema_update", "from_dict", "gather_objects", "image_grid", "init_distributed",
     "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_config", "mean_scalars", "parse_overrides",
     "per_process_batch", "read_config_file", "rng_state", "save_checkpoint", "save_config", "save_grid",
-    "seed_everything",
-    "set_rng_state", "sharded_loader", "train",
+    "seed_everything", "set_rng_state", "sharded_loader", "train",
 ]

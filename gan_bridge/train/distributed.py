@@ -15,12 +15,14 @@ import torch.distributed as dist
 
 @dataclass
 class DistInfo:
-    """Where this process stands: ``rank`` of ``world_size`` processes, on ``device``."""
+    """Where this process stands: ``rank`` of ``world_size`` processes, on ``device``; ``owns_group``: the
+    process group was created here (and is destroyed by :func:`cleanup`)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -50,11 +52,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     dev = resolve_device(device, local)
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
+    owns = world > 1 and not dist.is_initialized()
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, owns_group=owns)
 
 
 def barrier(info: DistInfo) -> None:
@@ -83,7 +86,8 @@ def gather_objects(obj, info: DistInfo) -> list:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.distributed and dist.is_initialized():
+    """Leave the process group if :func:`init_distributed` created it."""
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -16,7 +16,9 @@ class Method:
     Subclasses set ``config_class`` and implement:
       ``build(config, device) -> (modules, optimizers)``: dicts of named ``nn.Module``s (EMA copies
         included: modules without trainable parameters are checkpointed but not wrapped) and optimisers;
-      ``data(start_step) -> iterable`` of this process's batches from global step ``start_step`` on
+      ``data(start_step) -> iterable`` yielding this process's input of each global step from
+        ``start_step`` on, one item per step (a method that needs several batches per step yields them
+        together); the step fixes the data position, which is how resumes restart the stream
         (see :func:`gan_bridge.train.sharded_loader`; ``self.dist`` and ``self.local_batch`` are set);
       ``train_step(batch, step) -> {name: scalar}``: one optimisation step (forward, backward, update)
         through ``self.modules`` (DistributedDataParallel wrappers when several processes train).

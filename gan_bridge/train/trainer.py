@@ -43,6 +43,9 @@ def _wrap(module: nn.Module, info: DistInfo, find_unused: bool) -> nn.Module:
 
 def _resume_path(config) -> Path | None:
     if config.resume == "never":
+        if latest_checkpoint(config.run_dir) is not None:
+            raise ValueError(f"run_dir {config.run_dir} already has checkpoints; use resume=auto to continue "
+                             f"that run, or another run_dir")
         return None
     if config.resume == "auto":
         return latest_checkpoint(config.run_dir)

@@ -9,7 +9,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
-COMMANDS = ("info", "convert", "render", "fit")
+COMMANDS = ("info", "convert", "render", "fit", "fit_table")
 
 
 class CommandError(Exception):

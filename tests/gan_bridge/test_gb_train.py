@@ -72,6 +72,8 @@ def test_run_folder_contents(tmp_path):
     # a finished run resumed with more steps continues from its last checkpoint
     more = TinyMethod(_config(run, steps=9, checkpoint_every=2, keep_checkpoints=2))
     assert train(more).step == 9 and more.seen == 72
+    with pytest.raises(ValueError, match="already has checkpoints"):
+        train(TinyMethod(_config(run, resume="never")))
 
 
 def test_checkpoint_errors(tmp_path):

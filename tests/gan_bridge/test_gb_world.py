@@ -1,6 +1,7 @@
 """The synthetic face world: determinism, exact ground truth, same-identity sets, splits, variety."""
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from gan_bridge.face.layers import REGION_BACKGROUND, REGION_FACE, background
 from gan_bridge.face.world import (FaceWorld, FaceWorldDataset, FaceWorldStream, WorldBatch, WorldConfig,
@@ -153,6 +154,12 @@ def test_datasets_shard_over_processes(world, batch):
     first = next(iter(stream))
     assert first.index.tolist() == [3]
     torch.testing.assert_close(first.image[0], batch.image[3], rtol=0, atol=1e-4)
+
+    # two loader workers take steps round-robin; the loader hands them back in step order
+    loader = DataLoader(FaceWorldStream(world, batch_size=1), batch_size=None, num_workers=2,
+                        collate_fn=collate_world)
+    got = [b.index.item() for _, b in zip(range(4), loader)]
+    assert got == [0, 1, 2, 3]
 
     sets = FaceWorldDataset(world, length=4, views=2, vary=("pose",))
     got = sets.__getitems__([0, 1])

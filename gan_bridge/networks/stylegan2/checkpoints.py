@@ -165,7 +165,8 @@ def _nvidia_kwargs(record, kind: str) -> dict:
         return {}
     kw = record.init_kwargs
     if kw.get("c_dim", 0):
-        raise CheckpointError(f"conditional StyleGAN2 (c_dim={kw['c_dim']}) is not supported; use an unconditional model")
+        raise CheckpointError(f"conditional StyleGAN2 (c_dim={kw['c_dim']}) is not supported; "
+                              f"use an unconditional model")
     if kind == "G":
         syn, mapping = kw.get("synthesis_kwargs") or {}, kw.get("mapping_kwargs") or {}
         if syn.get("architecture", "skip") != "skip":

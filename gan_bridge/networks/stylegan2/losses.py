@@ -140,7 +140,9 @@ class StyleGAN2Losses:
     def g_step(self, G, D, batch_size: int, step: int = 0, device="cpu",
                generator: torch.Generator | None = None) -> dict:
         """Non-saturating G loss on ``batch_size`` fakes, plus ``pl_weight * penalty * pl_interval`` on
-        ``batch_size // pl_batch_shrink`` fakes when ``step % pl_interval == 0`` (updates pl_mean)."""
+        ``batch_size // pl_batch_shrink`` fakes when ``step % pl_interval == 0`` (updates pl_mean).
+        D's parameters receive gradients too: freeze D (``requires_grad_(False)``) or zero them before its step.
+        ``generator`` (on ``device``) seeds z, style mixing and noise."""
         cfg = self.config
         if batch_size <= 0:
             raise ValueError(f"g_step needs a positive batch size, got {batch_size}")

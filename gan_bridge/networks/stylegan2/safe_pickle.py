@@ -99,6 +99,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module == "numpy.dtypes" and name.endswith("DType"):  # numpy >= 1.25 dtype classes
             import numpy.dtypes
             return getattr(numpy.dtypes, name)
+        if module.startswith("dnnlib.tflib"):
+            raise UnsafePickleError("this is a TensorFlow StyleGAN2 pickle; convert it first with "
+                                    "stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py")
         raise UnsafePickleError(f"refusing to load '{module}.{name}' from the pickle: only network "
                                 f"weights are read (the file may be malicious or not a StyleGAN2 snapshot)")
 

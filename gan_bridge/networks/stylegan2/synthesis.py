@@ -144,7 +144,8 @@ class SynthesisNetwork(nn.Module):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """ws: (B, num_ws, w_dim). noise_mode: 'random' | 'const' | 'none'. noise: optional list with one
         tensor ``(B or 1, 1, res, res)`` (or None = use noise_mode) per layer of ``noise_layers()``.
-        generator: source of the random noise (deterministic runs). Returns (B, img_channels, R, R).
+        generator: source of the random noise (deterministic runs), on the same device as ws.
+        Returns (B, img_channels, R, R).
         """
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}), "

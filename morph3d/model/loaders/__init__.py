@@ -26,6 +26,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+from morph3d import assets
 from morph3d.model import canonical
 from morph3d.model.canonical import ModelFormatError
 
@@ -44,20 +45,12 @@ __all__ = ["load_canonical", "format_name", "open_model_path", "FORMATS", "OPEN_
 
 def open_model_path() -> Path:
     """Path of the embedded open face model; ``FileNotFoundError`` with advice when it is missing."""
-    import importlib.resources
-
-    candidates = []
-    try:
-        candidates.append(Path(str(importlib.resources.files("morph3d.assets") / OPEN_MODEL_FILE)))
-    except ModuleNotFoundError:
-        pass
-    candidates.append(Path(__file__).resolve().parents[3] / "assets" / OPEN_MODEL_FILE)
-    for c in candidates:
-        if c.is_file():
-            return c
+    path = assets.path(OPEN_MODEL_FILE)
+    if path.is_file():
+        return path
     raise FileNotFoundError(
         f"the embedded open face model ({OPEN_MODEL_FILE}) is missing from morph3d's assets "
-        f"(looked in {', '.join(dict.fromkeys(str(c.parent) for c in candidates))}); reinstall morph3d or "
+        f"(looked in {path.parent}); reinstall morph3d or "
         "pass a model file (BFM, FLAME, SFM or a canonical .npz) instead of 'open'")
 
 
