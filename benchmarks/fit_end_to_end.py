@@ -7,7 +7,8 @@ absent). Every image is searched for all faces (``all_faces=True``) by each dete
 - ``mediapipe``: MediaPipe Face Mesh mapped to iBUG-68,
 and every annotated face is matched to the detection whose landmark box overlaps its own most
 (IoU > 0.3). Each found face is then fitted with morph3d's landmark fitter on the embedded ``open``
-model; ``auto+dense`` also refines that fit on MediaPipe's 468 points (``fitting/dense.py``).
+model; ``auto+dense`` also refines that fit on MediaPipe's 468 points and, for dlib's detections,
+dlib's inner 51 landmarks (``fitting/dense.py``).
 
 Printed per method, over the annotated faces (and over the human-annotated ones only: the
 ``dlib_pascal`` labels are dlib's own predictions, so they favour dlib):

@@ -311,11 +311,11 @@ def invert(G, images: torch.Tensor, config: InversionConfig | None = None, weigh
             opt.step()
             if config.optimize_noise:
                 _normalize_noise_(noises)
-            history.append((global_step, float(loss)))
+            history.append((global_step, loss.item()))
             global_step += 1
             bar.update(1)
             if i % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4g}")
+                bar.set_postfix(loss=f"{history[-1][1]:.4g}")
     bar.close()
 
     with torch.no_grad():

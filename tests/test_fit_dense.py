@@ -50,10 +50,11 @@ def test_dense_fit_recovers_a_synthetic_face(open_model, synthetic):
     err = np.degrees(np.abs(after.params.rotation[0].numpy() - truth.rotation[0].numpy()))
     assert err.max() < 1.0, err  # measured 0.05 degrees
     assert after.landmarks_2d.shape == (1, 68, 2)
-    assert nme(after.landmarks_2d[0].numpy(), lm, "box") < 0.01
+    inner = list(range(17, 68))  # the jaw is read out on the outline, not at the model's fixed jaw points
+    assert nme(after.landmarks_2d[0].numpy(), lm, "box", inner) < 0.003  # measured 0.07 %
     # with another detector's 68 points as well (their inner 51 are fitted, their jaw places the outline's)
     both = DenseFitter(open_model).fit_points(pts, start, landmarks=lm)
-    assert both.rms_px < 0.3 and nme(both.landmarks_2d[0].numpy(), lm, "box") < 0.01
+    assert both.rms_px < 0.3 and nme(both.landmarks_2d[0].numpy(), lm, "box", inner) < 0.003
 
 
 def test_dense_fit_refuses_other_models_and_bad_points(open_model, synthetic):

@@ -165,6 +165,21 @@ def test_table_option_and_consolidation_problems(tree, tmp_path, capsys):
     assert fit(tree, out, "--outputs", "json", "--table", npz) == 0
     assert f"table: {N_PHOTOS} face(s) of {N_PHOTOS} image(s)" in capsys.readouterr().out
     assert list(np.load(npz)["ids"]) == tree["ids"]
+    # an --all-faces result gives one row per face
+    rec = json.loads((out / "f0.json").read_text())
+    face = {k: rec[k] for k in ("landmarks68", "landmarks_input", "pose", "params", "face_box", "fit")}
+    (out / "f0.json").write_text(json.dumps({**rec, "faces": [face, face]}))
+    assert table(out, tmp_path / "faces.npz") == 0
+    z = np.load(tmp_path / "faces.npz")
+    assert list(z["ids"][:2]) == ["f0.png", "f0.png"] and list(z["face"][:3]) == [0, 1, 0]
+    (out / "f0.json").write_text(json.dumps(rec))
+    # a report of a run with another shard count
+    stale = out / ".morph3d-fit" / "shard-00002-of-00003.json"
+    report = json.loads((out / ".morph3d-fit" / "shard-00000-of-00001.json").read_text())
+    stale.write_text(json.dumps({**report, "shard": 2, "count": 3, "done": []}))
+    assert table(out, tmp_path / "mixed.npz") == 1
+    assert "runs with [1, 3] shards" in capsys.readouterr().err
+    stale.unlink()
     # a copied result claims an image twice
     shutil.copy(out / "f0.json", out / "set0" / "copy.json")
     assert table(out, tmp_path / "dup.npz") == 1
@@ -196,3 +211,19 @@ def test_argument_errors(tree, tmp_path, capsys):
     assert table(tmp_path / "empty", tmp_path / "t.npz") == 2
     assert "no morph3d fit results" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tree, tmp_path):
+    """The documented command: two ranks under torchrun, then one table of every image."""
+    out, npz = tmp_path / "out", tmp_path / "t.npz"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "morph3d",
+           "fit", str(tree["photos"]), "--out", str(out), "-r", "--landmarks", str(tree["marks"]),
+           "--outputs", "json", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=180,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for s in (0, 1):
+        assert f"shard {s}/2 ({sum(Shard(s, 2).owns(i) for i in tree['ids'])} of {N_PHOTOS} images)" in proc.stdout
+    assert table(out, npz) == 0
+    assert list(np.load(npz)["ids"]) == tree["ids"]

@@ -26,7 +26,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <cuda_runtime.h>
 
@@ -35,7 +34,7 @@
 #include <tuple>
 #include <vector>
 
-#include "pixel_sample.h"
+#include "glue/pixel_sample.h"
 
 namespace morph3d {
 namespace pixel_sample {
@@ -394,7 +393,15 @@ std::tuple<std::vector<at::Tensor>, at::Tensor> backward_cuda(at::TensorList gra
 }  // namespace pixel_sample
 }  // namespace morph3d
 
-TORCH_LIBRARY_IMPL(morph3d, CUDA, m) {
-  m.impl("pixel_sample_forward", &morph3d::pixel_sample::forward_cuda);
-  m.impl("pixel_sample_backward", &morph3d::pixel_sample::backward_cuda);
+// The entry points declared in glue/pixel_sample.h; glue/register.cpp registers them for CUDA tensors.
+std::vector<at::Tensor> morph3d_glue::pixel_sample_forward_cuda(at::TensorList inputs, const at::Tensor& grid,
+                                                                int64_t mode, int64_t padding, bool align_corners) {
+  return morph3d::pixel_sample::forward_cuda(inputs, grid, mode, padding, align_corners);
+}
+
+std::tuple<std::vector<at::Tensor>, at::Tensor> morph3d_glue::pixel_sample_backward_cuda(
+    at::TensorList grad_outputs, at::TensorList inputs, const at::Tensor& grid, int64_t mode, int64_t padding,
+    bool align_corners, c10::List<bool> input_needs_grad, bool grid_needs_grad) {
+  return morph3d::pixel_sample::backward_cuda(grad_outputs, inputs, grid, mode, padding, align_corners,
+                                              std::move(input_needs_grad), grid_needs_grad);
 }

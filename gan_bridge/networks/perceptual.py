@@ -56,7 +56,11 @@ _ALEX_LAYERS: List[_Layer] = [
 
 def check_images(x: torch.Tensor, name: str = "images", check_range: bool = True) -> None:
     """Raise ValueError unless ``x`` is a non-empty finite ``(B, 3, H, W)`` float batch (in about [-1, 1]
-    when ``check_range``)."""
+    when ``check_range``).
+
+    The range is checked on data only: a tensor that requires grad is a network output being optimised
+    (a generator's image in a loss), which may legitimately overshoot [-1, 1] on its way.
+    """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor (B, 3, H, W), got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != 3:
@@ -68,7 +72,7 @@ def check_images(x: torch.Tensor, name: str = "images", check_range: bool = True
     peak = x.detach().abs().amax()  # NaN propagates, so one pass checks both finiteness and range
     if not torch.isfinite(peak):
         raise ValueError(f"{name} contains NaN or Inf values")
-    if check_range and peak > MAX_ABS_INPUT:
+    if check_range and not x.requires_grad and peak > MAX_ABS_INPUT:
         raise ValueError(f"{name} spans [{x.min().item():.3g}, {x.max().item():.3g}]: expected [-1, 1] "
                          f"(x / 127.5 - 1 for [0, 255] images)")
 

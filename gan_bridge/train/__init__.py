@@ -13,13 +13,13 @@ from .distributed import DistInfo, barrier, gather_objects, init_distributed, me
 from .images import image_grid, save_grid
 from .logger import RunLogger
 from .method import Method, ema_update
-from .seeding import rng_state, seed_everything, set_rng_state
+from .seeding import preserved_rng, rng_state, seed_everything, set_rng_state
 from .trainer import TrainResult, train
 
 __all__ = [
     "DistInfo", "Method", "RunLogger", "ShardedBatchSampler", "TrainConfig", "TrainResult", "apply_overrides",
     "barrier", "config_to_dict", "ema_update", "from_dict", "gather_objects", "image_grid", "init_distributed",
     "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_config", "mean_scalars", "parse_overrides",
-    "per_process_batch", "read_config_file", "rng_state", "save_checkpoint", "save_config", "save_grid",
-    "seed_everything", "set_rng_state", "sharded_loader", "train",
+    "per_process_batch", "preserved_rng", "read_config_file", "rng_state", "save_checkpoint", "save_config",
+    "save_grid", "seed_everything", "set_rng_state", "sharded_loader", "train",
 ]

@@ -21,7 +21,9 @@ class Method:
         together); the step fixes the data position, which is how resumes restart the stream
         (see :func:`gan_bridge.train.sharded_loader`; ``self.dist`` and ``self.local_batch`` are set);
       ``train_step(batch, step) -> {name: scalar}``: one optimisation step (forward, backward, update)
-        through ``self.modules`` (DistributedDataParallel wrappers when several processes train).
+        through ``self.modules`` (DistributedDataParallel wrappers when several processes train). A module
+        used frozen in a step (a GAN's D in the G step) is called unwrapped, ``self.module(name)``, so that
+        DDP does not wait for gradients that never come.
     Optional: ``fixed_inputs(n, generator)`` and ``sample(fixed) -> (n, 3, H, W) in [-1, 1]`` for sample
     grids (run on rank 0 only, without gradients: use ``self.module(name)``, no collectives), and
     ``state_dict``/``load_state_dict`` for extra state that must survive a resume.

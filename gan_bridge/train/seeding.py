@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -33,4 +34,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-__all__ = ["rng_state", "seed_everything", "set_rng_state"]
+@contextmanager
+def preserved_rng():
+    """Run a block without disturbing python's, numpy's or torch's global generators."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+__all__ = ["preserved_rng", "rng_state", "seed_everything", "set_rng_state"]

@@ -15,7 +15,7 @@ from .distributed import DistInfo, barrier, cleanup, gather_objects, init_distri
 from .images import save_grid
 from .logger import RunLogger
 from .method import Method
-from .seeding import rng_state, seed_everything, set_rng_state
+from .seeding import preserved_rng, rng_state, seed_everything, set_rng_state
 
 
 @dataclass
@@ -120,19 +120,21 @@ def _train(method: Method, config, info: DistInfo) -> TrainResult:
         start = _restore(method, load_checkpoint(resume), info)
     method.modules = {n: _wrap(m, info, config.ddp_find_unused) for n, m in method.raw_modules.items()}
 
+    # Fixed inputs, the data iterator and sample grids must not draw from the global generators: a
+    # resumed run reaches the loop with the generators of the checkpoint, a fresh one with those of build().
     fixed = None
     logger = None
     if info.is_main:
         logger = RunLogger(run_dir, resume_step=start, tensorboard=config.tensorboard)
         if config.num_samples > 0 and config.sample_every > 0:
-            fixed = method.fixed_inputs(config.num_samples, torch.Generator().manual_seed(config.seed))
+            with preserved_rng():
+                fixed = method.fixed_inputs(config.num_samples, torch.Generator().manual_seed(config.seed))
     bar = None
     if info.is_main and config.progress:
         from tqdm import tqdm
         bar = tqdm(total=config.steps, initial=start, desc=run_dir.name, dynamic_ncols=True)
-
-    devices = [info.device] if info.device.type == "cuda" else []
-    data = iter(method.data(start))
+    with preserved_rng():
+        data = iter(method.data(start))
     scalars: dict = {}
     step = start
     try:
@@ -147,7 +149,7 @@ def _train(method: Method, config, info: DistInfo) -> TrainResult:
             if logger is not None and _due(step, config.log_every):
                 logger.log(step, scalars)
             if fixed is not None and _due(step, config.sample_every):
-                with torch.random.fork_rng(devices=devices), torch.no_grad():
+                with preserved_rng(), torch.no_grad():
                     images = method.sample(fixed)
                 if images is not None:
                     save_grid(images, run_dir / "samples" / f"step-{step:08d}.png")

@@ -6,8 +6,9 @@ Large collections: ``--recursive`` takes a whole folder tree (outputs mirror it)
 does so directly for an unsharded run). ``--outputs json`` skips meshes and overlays.
 
 Exit status: 0 when every image was fitted (or already done), 1 when some failed (each is listed with
-its reason at the end) or the --table checks failed, 2 for unusable arguments (missing input, empty folder, bad model, an --out that
-cannot be written, ...), 130 / 143 when interrupted by Ctrl-C / SIGTERM (nothing partial is left).
+its reason at the end) or the --table checks failed, 2 for unusable arguments (missing input, empty
+folder, bad model, an --out that cannot be written, ...), 130 / 143 when interrupted by Ctrl-C / SIGTERM
+(nothing partial is left).
 """
 from __future__ import annotations
 
@@ -106,6 +107,8 @@ def run(args) -> int:
             raise CommandError(f"--table with shard {shard}: the table needs every shard's results; when all "
                                f"shards have finished run 'morph3d fit-table {out} -o {args.table}'")
         check_output_file(args.table, "--table")
+        if Path(args.table).suffix != ".npz":
+            raise CommandError(f"--table {args.table}: give a .npz file name")
     try:
         jobs = plan_jobs(args.input, args.landmarks, recursive=args.recursive, exclude=out)
     except (ValueError, FileNotFoundError) as exc:

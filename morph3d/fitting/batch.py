@@ -9,8 +9,9 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
 - ``<stem>_overlay.png``: the rendered fit blended over the photo, input landmarks as green rings,
   the fitted model's landmarks as red dots.
 - ``<stem>.json``: ``landmarks68`` (the fitted model's 68 landmarks in the image, 0-based px, null where
-  the model has none), ``pose`` ([yaw, pitch, roll] degrees, ``docs/conventions.md``), ``params``
-  (``FaceParams.to_dict()``), ``time_s``, the model, the landmarks used and where they came from; with
+  the model has none), ``id`` (the image's path relative to the input folder), ``pose`` ([yaw, pitch,
+  roll] degrees, ``docs/conventions.md``), ``params`` (``FaceParams.to_dict()``), ``time_s``, the model,
+  the landmarks used and where they came from; ``mesh`` / ``overlay`` are null when not written; with
   ``all_faces`` also ``faces``: the same record for every face, largest detection box first (the top
   level is face 0). ``face_box`` is the detector's box [x0, y0, x1, y1] and ``detector_score`` its
   confidence (both null for a landmark file). ``input`` holds the SHA-256 of the image (and landmark
@@ -22,9 +23,10 @@ JSON (a JSON-only run does no mesh export or overlay rendering: the fit's own sp
 
 An image counts as done when its JSON exists, parses, is marked complete, was made from the same
 image and landmark file bytes with the same model, landmark source and fitting mode, and every requested
-output exists; done images are skipped, so a different photo under the same name is fitted again. A fit whose head faces away from
-the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored landmarks) fails. A failing
-image does not stop the batch: its reason is collected, and whatever it had written is removed.
+output exists; done images are skipped, so a different photo under the same name is fitted again. A
+fit whose head faces away from the camera (more than ``MAX_TURN_DEG`` from frontal; typically mirrored
+landmarks) fails. A failing image does not stop the batch: its reason is collected, and whatever it
+had written is removed.
 """
 from __future__ import annotations
 

@@ -86,11 +86,15 @@ def read_results(out_dir: Path, report: TableReport) -> list[tuple[str, dict]]:
             continue
         if not isinstance(record, dict) or "params" not in record or "complete" not in record:
             continue  # not a fit result
-        if record["complete"] is not True or not all(k in record for k in REQUIRED_KEYS):
+        if (record["complete"] is not True or not all(k in record for k in REQUIRED_KEYS)
+                or not isinstance(record["input"], dict) or "image_sha256" not in record["input"]):
             report.problems.append(f"{path}: incomplete result; rerun morph3d fit to redo it")
             continue
-        rel = path.parent.relative_to(out_dir).as_posix()
-        rid = record.get("id") or (record["image"] if rel == "." else f"{rel}/{record['image']}")
+        rel, name = path.parent.relative_to(out_dir).as_posix(), record.get("image")
+        rid = record.get("id") or (name if rel == "." or not name else f"{rel}/{name}")
+        if not isinstance(rid, str) or not rid:
+            report.problems.append(f"{path}: the result names no image; delete it and rerun morph3d fit")
+            continue
         if rid in where:
             report.problems.append(f"{rid}: two results ({where[rid]} and {path}); delete the wrong one")
             continue
@@ -126,7 +130,8 @@ def check_reports(out_dir: Path, report: TableReport) -> dict:
     out["planned"] = set(owner)
     inputs = {r["input"] for r in reports}
     if len(inputs) > 1:
-        report.problems.append(f"shard reports name different input folders: {sorted(inputs)}")
+        report.notes.append(f"shard reports name different input folders {sorted(inputs)} (mounted in different "
+                            "places?); completeness is checked against the first, or pass --input")
     out["input"] = sorted(inputs)[0]
     out["recursive"] = all(r.get("recursive", False) for r in reports)
     return out
@@ -158,11 +163,51 @@ def _rows(rid: str, record: dict) -> list[dict]:
     return out
 
 
+def _sizes(params: FaceParams) -> dict[str, int]:
+    return {n: t.reshape(1, -1).shape[1] for n, t in params.tensors().items()}
+
+
 def _layout(rows: list[dict], model_name: str) -> ParamLayout:
-    sizes = {n: t.reshape(1, -1).shape[1] for n, t in rows[0]["params"].tensors().items()}
+    sizes = _sizes(rows[0]["params"])
     blocks = [Block(n, sizes[n]) for n in _FIELD_ORDER if n in sizes]
     dims = {n: sizes[n] for n in ("identity", "expression", "texture", "articulation") if n in sizes}
     return ParamLayout(blocks, dims, name=model_name)
+
+
+def _expected_ids(out_dir: Path, root, shards: dict, report: TableReport) -> set[str]:
+    """Ids that should have a result: those the shards planned, and the images of the input ``root``."""
+    expected = set(shards["planned"])
+    if root is not None and Path(root).is_file():
+        expected.add(Path(root).name)
+    elif root is not None and Path(root).is_dir():
+        root = Path(root)
+        listed = list_image_tree(root, out_dir) if shards["recursive"] in (None, True) else list_images(root)
+        expected |= {image_id(p, root) for p in listed}
+    elif root is not None:
+        report.notes.append(f"input folder {root} not found; checked against the shard reports only")
+    return expected
+
+
+def _arrays(rows: list[dict], vectors: list[np.ndarray]) -> dict:
+    """The table's per-face arrays (module docstring) from the rows and their flat vectors."""
+    cams = [r["params"].camera for r in rows]
+    return {
+        "ids": np.array([r["id"] for r in rows], dtype=str),
+        "face": np.array([r["face"] for r in rows], dtype=np.int32),
+        "params": np.stack(vectors).astype(np.float32),
+        "pose_deg": np.array([r["pose_deg"] for r in rows], dtype=np.float32),
+        "landmarks_input": np.stack([r["landmarks_input"] for r in rows]).astype(np.float32),
+        "landmarks_fitted": np.stack([r["landmarks_fitted"] for r in rows]).astype(np.float32),
+        "nme": np.array([r["nme"] for r in rows], dtype=np.float32),
+        "rms_px": np.array([r["rms_px"] for r in rows], dtype=np.float32),
+        "image_size": np.array([r["image_size"] for r in rows], dtype=np.int32),
+        "camera_focal": np.array([float(c.focal[0]) for c in cams], dtype=np.float32),
+        "camera_principal": np.array([c.principal[0].tolist() for c in cams], dtype=np.float32),
+        "image_sha256": np.array([r["image_sha256"] for r in rows], dtype=str),
+        "face_box": np.array([r["face_box"] for r in rows], dtype=np.float32),
+        "detector_score": np.array([r["detector_score"] for r in rows], dtype=np.float32),
+        "landmarks_source": np.array([r["landmarks_source"] for r in rows], dtype=str),
+    }
 
 
 def consolidate(out_dir: str | Path, input_dir: str | Path | None = None) -> tuple[dict, dict, TableReport]:
@@ -185,24 +230,14 @@ def consolidate(out_dir: str | Path, input_dir: str | Path | None = None) -> tup
             report.problems.append(f"{rid}: malformed result ({exc}); delete its JSON and rerun morph3d fit")
     have = {rid for rid, _ in results}
     report.failed = sorted((rid, why) for rid, why in shards["failed"].items() if rid not in have)
-    failed = {rid for rid, _ in report.failed}
-    root = input_dir if input_dir is not None else shards["input"]
-    expected = set(shards["planned"])
-    if root is not None and Path(root).is_file():
-        expected.add(Path(root).name)
-    elif root is not None and Path(root).is_dir():
-        root = Path(root)
-        listed = list_image_tree(root, out_dir) if shards["recursive"] in (None, True) else list_images(root)
-        expected |= {image_id(p, root) for p in listed}
-    elif root is not None:
-        report.notes.append(f"input folder {root} not found; checked against the shard reports only")
-    report.missing = sorted(expected - have - failed)
+    expected = _expected_ids(out_dir, input_dir if input_dir is not None else shards["input"], shards, report)
+    report.missing = sorted(expected - have - {rid for rid, _ in report.failed})
     if report.missing:
         report.problems.append(f"{len(report.missing)} image(s) have no result and no recorded failure: "
                                f"{_names(report.missing)}; run morph3d fit again (done images are skipped)")
     if not rows:
         raise ValueError(f"{out_dir}: no morph3d fit results found" +
-                         (f" ({report.problems[0]})" if report.problems else ""))
+                         (f" ({report.problems[0]})" if report.problems else "; give the --out folder of morph3d fit"))
     same = {}
     for rid, record in results:
         same.setdefault(record["input"]["image_sha256"], []).append(rid)
@@ -216,33 +251,11 @@ def consolidate(out_dir: str | Path, input_dir: str | Path | None = None) -> tup
     rows.sort(key=lambda r: (r["id"], r["face"]))
     model_name = results[0][1]["model"]
     layout = _layout(rows, model_name)
-    vectors, bad = [], []
-    for r in rows:
-        try:
-            vectors.append(layout.flatten(r["params"]).numpy()[0])
-        except ValueError:
-            bad.append(r["id"])
+    bad = [r["id"] for r in rows if _sizes(r["params"]) != _sizes(rows[0]["params"])]
     if bad:
         raise ValueError(f"parameter sizes differ between results ({_names(bad)} differ from {rows[0]['id']}); "
                          "fit every image with the same model")
-    cams = [r["params"].camera for r in rows]
-    arrays = {
-        "ids": np.array([r["id"] for r in rows], dtype=str),
-        "face": np.array([r["face"] for r in rows], dtype=np.int32),
-        "params": np.stack(vectors).astype(np.float32),
-        "pose_deg": np.array([r["pose_deg"] for r in rows], dtype=np.float32),
-        "landmarks_input": np.stack([r["landmarks_input"] for r in rows]).astype(np.float32),
-        "landmarks_fitted": np.stack([r["landmarks_fitted"] for r in rows]).astype(np.float32),
-        "nme": np.array([r["nme"] for r in rows], dtype=np.float32),
-        "rms_px": np.array([r["rms_px"] for r in rows], dtype=np.float32),
-        "image_size": np.array([r["image_size"] for r in rows], dtype=np.int32),
-        "camera_focal": np.array([float(c.focal[0]) for c in cams], dtype=np.float32),
-        "camera_principal": np.array([c.principal[0].tolist() for c in cams], dtype=np.float32),
-        "image_sha256": np.array([r["image_sha256"] for r in rows], dtype=str),
-        "face_box": np.array([r["face_box"] for r in rows], dtype=np.float32),
-        "detector_score": np.array([r["detector_score"] for r in rows], dtype=np.float32),
-        "landmarks_source": np.array([r["landmarks_source"] for r in rows], dtype=str),
-    }
+    arrays = _arrays(rows, [layout.flatten(r["params"]).numpy()[0] for r in rows])
     first = results[0][1]
     meta = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "created_by": f"morph3d {__version__}",
             "model": model_name, "model_source": first.get("model_source"),
@@ -257,11 +270,16 @@ def consolidate(out_dir: str | Path, input_dir: str | Path | None = None) -> tup
     return arrays, meta, report
 
 
-def write_table(path: str | Path, arrays: dict, meta: dict) -> Path:
-    """Write the table ``.npz`` atomically."""
+def _check_table_path(path: str | Path) -> Path:
     path = check_output_file(path, "table")
     if path.suffix != ".npz":
         raise ValueError(f"table {path}: give a .npz file name")
+    return path
+
+
+def write_table(path: str | Path, arrays: dict, meta: dict) -> Path:
+    """Write the table ``.npz`` atomically."""
+    path = _check_table_path(path)
     return atomic_write(path, lambda tmp: np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays))
 
 
@@ -269,7 +287,7 @@ def build_table(out_dir: str | Path, table: str | Path, input_dir: str | Path | 
                 allow_missing: bool = False) -> TableReport:
     """Consolidate ``out_dir`` into ``table``; the table is written only when there are no problems or
     ``allow_missing`` is set (report.written says whether)."""
-    check_output_file(table, "table")  # before reading thousands of results
+    _check_table_path(table)  # before reading thousands of results
     arrays, meta, report = consolidate(out_dir, input_dir)
     if not report.problems or allow_missing:
         report.written = write_table(table, arrays, meta)

@@ -85,3 +85,43 @@ def test_inversion_recovers_a_generated_image(name):
     assert result.ws.shape == (2, G.num_ws, 32)
     assert len(result.metrics["psnr"]) == 2 and all(np.isfinite(result.metrics["lpips"]))
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def test_invert_cli_writes_latent_reconstruction_and_sheet(tmp_path):
+    from PIL import Image
+
+    from gan_bridge.cli import main
+    from gan_bridge.networks.stylegan2 import save_networks
+
+    G = tiny_generator()
+    ckpt = tmp_path / "g.pt"
+    save_networks(ckpt, G=G)
+    photo = tmp_path / "face.png"
+    with torch.no_grad():
+        img = G(torch.randn(1, 32), noise_mode="const")[0].clamp(-1, 1)
+    Image.fromarray(((img.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)).save(photo)
+    out = tmp_path / "out"
+    code = main(["invert", str(photo), "--generator", str(ckpt), "--out", str(out), "--preset", "projector",
+                 "--steps", "0.01", "--align", "none"])
+    assert code == 0
+    latent = torch.load(out / "face_latent.pt")
+    assert latent["ws"].shape == (G.num_ws, 32) and np.load(out / "face_latent.npy").shape == (G.num_ws, 32)
+    assert {"psnr", "ssim", "lpips"} <= set(latent["metrics"])
+    assert Image.open(out / "face_reconstruction.png").size == (32, 32)
+    assert Image.open(out / "face_side_by_side.png").width > 64
+    assert "face" in (out / "metrics.json").read_text()
+
+
+def test_invert_cli_errors_are_one_line(tmp_path, capsys):
+    from gan_bridge.cli import main
+
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"not a checkpoint")
+    photo = tmp_path / "p.png"
+    photo.write_bytes(b"")
+    assert main(["invert", str(photo), "--generator", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gan-bridge invert: error:") and "\n" not in err
+    assert main(["invert", str(photo), "--generator", str(bad), "--out", str(tmp_path / "o"),
+                 "--face-weight", "2"]) == 2
+    assert "--face-weight" in capsys.readouterr().err

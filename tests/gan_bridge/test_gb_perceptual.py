@@ -222,3 +222,11 @@ def test_gradient_matches_finite_differences(make):
     with torch.no_grad():
         numeric = (loss(a + h * v, b).sum() - loss(a - h * v, b).sum()) / (2 * h)
     assert (x.grad * v).sum().item() == pytest.approx(numeric.item(), rel=1e-5)
+
+
+def test_range_check_applies_to_data_not_to_outputs_being_optimised():
+    from gan_bridge.networks.perceptual import check_images
+    x = torch.full((1, 3, 8, 8), 3.0)
+    with pytest.raises(ValueError, match=r"expected \[-1, 1\]"):
+        check_images(x)
+    check_images(x.clone().requires_grad_())  # a generator output in a loss may overshoot

@@ -1,15 +1,14 @@
 // Helpers shared by the CPU rasterization kernels (rasterize.cpp, interpolate.cpp,
-// antialias.cpp). Conventions: clip positions are (X, Y, Z, W) as in nvdiffrast; the
+// antialias.cpp); plain C++ and OpenMP, no torch headers. Conventions: clip positions are (X, Y, Z, W) as in nvdiffrast; the
 // pixel in column i has its centre at NDC x = (2 i + 1) / width - 1 (same for rows).
 //
 // Threading: OpenMP (the runtime torch itself uses, so its idle workers are reused) with
-// dynamic chunking from an atomic counter, and cheap passes kept on the calling thread.
+// dynamic chunking from an atomic counter, and cheap passes kept on the calling thread. The
+// thread count `threads` is torch's intra-op setting (torch.set_num_threads), passed in by the
+// torch glue.
 #pragma once
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <omp.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,16 +19,13 @@
 
 namespace morph3d_raster {
 
-// Threads to use: torch's intra-op setting (torch.set_num_threads).
-inline int num_threads() { return std::max(1, at::get_num_threads()); }
-
 // Cheap per-element passes (pixels, vertices) use chunks this big, so small problems run on
 // the calling thread: waking threads costs more than it saves below ~0.1 ms of work.
 constexpr int64_t kCheapGrain = 65536;
 
-// How many workers an owner-computes pass over n elements deserves.
-inline int workers_for(int64_t n, int64_t per_worker) {
-  return (int)std::max<int64_t>(1, std::min<int64_t>(num_threads(), (n + per_worker - 1) / per_worker));
+// How many of `threads` workers an owner-computes pass over n elements deserves.
+inline int workers_for(int threads, int64_t n, int64_t per_worker) {
+  return (int)std::max<int64_t>(1, std::min<int64_t>(threads, (n + per_worker - 1) / per_worker));
 }
 
 // Run work(w) for every w in [0, workers), on up to that many OpenMP threads.
@@ -56,13 +52,13 @@ void run_workers(int workers, const Work& work) {
   if (error) std::rethrow_exception(error);
 }
 
-// body(lo, hi) over [0, n) in chunks of `grain`, handed out dynamically to the threads.
+// body(lo, hi) over [0, n) in chunks of `grain`, handed out dynamically to up to `threads` threads.
 template <typename Body>
-void parallel_for(int64_t n, int64_t grain, const Body& body) {
+void parallel_for(int threads, int64_t n, int64_t grain, const Body& body) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t chunks = (n + grain - 1) / grain;
-  const int workers = (int)std::min<int64_t>(num_threads(), chunks);
+  const int workers = (int)std::min<int64_t>(std::max(1, threads), chunks);
   std::atomic<int64_t> next{0};
   run_workers(workers, [&](int) {
     for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))

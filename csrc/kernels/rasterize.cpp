@@ -23,7 +23,9 @@
 // equal depths keep the lower triangle id. Results do not depend on the thread count.
 #pragma GCC optimize("fp-contract=off")  // keep e = a*x + r bit-identical on every path
 
-#include "raster_common.h"
+#include "kernels/rasterize.h"
+
+#include "kernels/raster_common.h"
 
 #include <cmath>
 #include <limits>
@@ -32,7 +34,6 @@
 
 namespace {
 
-using morph3d_raster::num_threads;
 using morph3d_raster::parallel_for;
 using morph3d_raster::pixel_ndc;
 using morph3d_raster::run_workers;
@@ -291,8 +292,7 @@ inline bool triangle_bbox(const scalar_t* pb, const VertexInfo* vi, const int32_
 
 template <typename scalar_t>
 void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_t N, int64_t F, int64_t H,
-                      int64_t W, scalar_t* out) {
-  const int nt = num_threads();
+                      int64_t W, scalar_t* out, int nt) {
   const int64_t tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
   const int64_t tiles_per_image = tiles_x * tiles_y, num_tiles = B * tiles_per_image;
   const int64_t items = B * F;  // item = b * F + t
@@ -302,7 +302,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
 
   std::unique_ptr<VertexInfo[]> verts(new VertexInfo[B * N]);
-  parallel_for(B * N, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
+  parallel_for(nt, B * N, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) vertex_info(pos + 4 * i, H, W, verts[i]);
   });
 
@@ -315,7 +315,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   std::unique_ptr<BBox[]> boxes(new BBox[items]);
   std::unique_ptr<uint8_t[]> valid(new uint8_t[items]);
   std::vector<int64_t> counts((size_t)chunks * num_tiles, 0);
-  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+  parallel_for(nt, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t lo, hi;
       chunk_range(c, lo, hi);
@@ -345,7 +345,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   }
   tile_start[num_tiles] = total;
   std::unique_ptr<int32_t[]> bins(new int32_t[std::max<int64_t>(total, 1)]);
-  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+  parallel_for(nt, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t lo, hi;
       chunk_range(c, lo, hi);
@@ -363,7 +363,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
   });
 
   // 3. Rasterize tiles; each thread owns whole tiles.
-  parallel_for(num_tiles, 1, [&](int64_t tile_lo, int64_t tile_hi) {
+  parallel_for(nt, num_tiles, 1, [&](int64_t tile_lo, int64_t tile_hi) {
     double zbuf[kTile * kTile], ubuf[kTile * kTile], vbuf[kTile * kTile];
     int32_t idbuf[kTile * kTile];
     for (int64_t tile = tile_lo; tile < tile_hi; ++tile) {
@@ -486,8 +486,7 @@ inline void pixel_gradient(const scalar_t* v0, const scalar_t* v1, const scalar_
 
 template <typename scalar_t>
 void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const scalar_t* rast, const scalar_t* grad,
-                               int64_t B, int64_t N, int64_t F, int64_t H, int64_t W, scalar_t* grad_pos) {
-  const int nt = num_threads();
+                               int64_t B, int64_t N, int64_t F, int64_t H, int64_t W, scalar_t* grad_pos, int nt) {
   const int64_t HW = H * W, P = B * HW;
   std::vector<double> xs(W), ys(H);
   for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
@@ -511,7 +510,7 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
   std::vector<double> acc(B * N * 4, 0.0);
   if (B >= nt) {
     // Whole images per thread: accumulate straight into that image's vertices.
-    parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+    parallel_for(nt, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
           double out[3][4];
@@ -528,7 +527,7 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
     // Fewer images than threads: compute per pixel in parallel, then owner-computes scatter.
     std::unique_ptr<int32_t[]> pix_tri(new int32_t[P]);
     std::unique_ptr<double[]> contrib(new double[P * 12]);
-    parallel_for(P, 8192, [&](int64_t lo, int64_t hi) {
+    parallel_for(nt, P, 8192, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         double out[3][4];
         const int64_t t = pixel(q, out);
@@ -539,7 +538,7 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
           for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
       }
     });
-    const int workers = morph3d_raster::workers_for(P, 2 * morph3d_raster::kCheapGrain);
+    const int workers = morph3d_raster::workers_for(nt, P, 2 * morph3d_raster::kCheapGrain);
     run_workers(workers, [&](int w) {
       int64_t lo, hi;
       morph3d_raster::owner_slice(N, w, workers, lo, hi);
@@ -560,59 +559,30 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
   for (int64_t i = 0; i < B * N * 4; ++i) grad_pos[i] = (scalar_t)acc[i];
 }
 
-void check_common(const at::Tensor& pos, const at::Tensor& tri) {
-  TORCH_CHECK(pos.device().is_cpu() && tri.device().is_cpu(), "morph3d rasterize: CPU tensors expected");
-  TORCH_CHECK(pos.dim() == 3 && pos.size(2) == 4, "morph3d rasterize: pos must be (B, N, 4)");
-  TORCH_CHECK(pos.scalar_type() == at::kFloat || pos.scalar_type() == at::kDouble,
-              "morph3d rasterize: pos must be float32 or float64");
-  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3 && tri.scalar_type() == at::kInt,
-              "morph3d rasterize: tri must be (F, 3) int32");
-}
-
-at::Tensor rasterize_fwd(const at::Tensor& pos_in, const at::Tensor& tri_in, int64_t height, int64_t width) {
-  check_common(pos_in, tri_in);
-  TORCH_CHECK(height > 0 && width > 0 && height <= 8192 && width <= 8192,
-              "morph3d rasterize: resolution must be in [1, 8192]");
-  const at::Tensor pos = pos_in.contiguous(), tri = tri_in.contiguous();
-  const int64_t B = pos.size(0), N = pos.size(1), F = tri.size(0);
-  at::Tensor out = at::empty({B, height, width, 4}, pos.options());
-  if (B == 0) return out;
-  if (F == 0) return out.zero_();
-  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_fwd", [&] {
-    rasterize_kernel<scalar_t>(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), B, N, F, height, width,
-                               out.data_ptr<scalar_t>());
-  });
-  return out;
-}
-
-at::Tensor rasterize_bwd(const at::Tensor& pos_in, const at::Tensor& tri_in, const at::Tensor& rast_in,
-                         const at::Tensor& grad_in) {
-  check_common(pos_in, tri_in);
-  const at::Tensor pos = pos_in.contiguous(), tri = tri_in.contiguous();
-  const int64_t B = pos.size(0), N = pos.size(1), F = tri.size(0);
-  TORCH_CHECK(rast_in.dim() == 4 && rast_in.size(0) == B && rast_in.size(3) == 4,
-              "morph3d rasterize_bwd: rast must be (B, H, W, 4)");
-  TORCH_CHECK(grad_in.sizes() == rast_in.sizes(), "morph3d rasterize_bwd: grad must match rast");
-  const at::Tensor rast = rast_in.to(pos.scalar_type()).contiguous();
-  const at::Tensor grad = grad_in.to(pos.scalar_type()).contiguous();
-  at::Tensor grad_pos = at::zeros_like(pos);
-  if (B == 0 || F == 0) return grad_pos;
-  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_bwd", [&] {
-    rasterize_backward_kernel<scalar_t>(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), rast.data_ptr<scalar_t>(),
-                                        grad.data_ptr<scalar_t>(), B, N, F, rast.size(1), rast.size(2),
-                                        grad_pos.data_ptr<scalar_t>());
-  });
-  return grad_pos;
-}
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(morph3d, m) {
-  m.def("rasterize_fwd(Tensor pos, Tensor tri, int height, int width) -> Tensor");
-  m.def("rasterize_bwd(Tensor pos, Tensor tri, Tensor rast, Tensor grad_rast) -> Tensor");
+namespace morph3d_raster {
+
+template <typename scalar_t>
+void rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t B, int64_t N, int64_t F, int64_t H,
+                       int64_t W, scalar_t* rast, int threads) {
+  rasterize_kernel<scalar_t>(pos, tri, B, N, F, H, W, rast, threads);
 }
 
-TORCH_LIBRARY_IMPL(morph3d, CPU, m) {
-  m.impl("rasterize_fwd", &rasterize_fwd);
-  m.impl("rasterize_bwd", &rasterize_bwd);
+template <typename scalar_t>
+void rasterize_backward(const scalar_t* pos, const int32_t* tri, const scalar_t* rast, const scalar_t* grad_rast,
+                        int64_t B, int64_t N, int64_t F, int64_t H, int64_t W, scalar_t* grad_pos, int threads) {
+  rasterize_backward_kernel<scalar_t>(pos, tri, rast, grad_rast, B, N, F, H, W, grad_pos, threads);
 }
+
+template void rasterize_forward<float>(const float*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                       float*, int);
+template void rasterize_forward<double>(const double*, const int32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                        double*, int);
+template void rasterize_backward<float>(const float*, const int32_t*, const float*, const float*, int64_t, int64_t,
+                                        int64_t, int64_t, int64_t, float*, int);
+template void rasterize_backward<double>(const double*, const int32_t*, const double*, const double*, int64_t,
+                                         int64_t, int64_t, int64_t, int64_t, double*, int);
+
+}  // namespace morph3d_raster

@@ -21,9 +21,9 @@
 // On x86-64 everything is compiled twice, for the baseline ISA and for AVX2
 // (picked at run time; float32 layout changes use 8 x 8 register transposes);
 // both do the same IEEE operations in the same order.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
+//
+// The contract is in kernels/pixel_sample.h; glue/pixel_sample.cpp wraps it for torch.
+#include "kernels/pixel_sample.h"
 
 #include <algorithm>
 #include <cmath>
@@ -32,8 +32,6 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
-
-#include "pixel_sample.h"
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -176,13 +174,6 @@ M3D_INLINE void nearest_taps_loop(int64_t len, const T* __restrict g, const Axis
     m0[k] = -((xi >= 0) & (xi < W) & (yi >= 0) & (yi < H));
   }
 }
-
-// One input tensor (B, C, H, W) with arbitrary strides.
-template <typename T>
-struct Source {
-  const T* data;
-  int64_t C, sB, sC, sH, sW;
-};
 
 template <typename T>
 struct Problem {
@@ -636,7 +627,8 @@ constexpr int64_t kSerialWork = 1 << 15;
 
 // Runs `pass` over tasks [0, tasks) on the intra-op threads.
 template <typename T>
-void run(const Work<T>& w, Pass pass, int64_t tasks, int64_t mode, int64_t padding) {
+void run(const Work<T>& w, Pass pass, int64_t tasks, int64_t mode, int64_t padding,
+         const morph3d_kernels::Threads& threads) {
   using Fn = void (*)(const Work<T>&, Pass, int64_t, int64_t);
   const bool bilinear = mode == kBilinear, border = padding == kBorder;
   Fn fn = bilinear ? (border ? run_base<T, true, true> : run_base<T, true, false>)
@@ -650,23 +642,14 @@ void run(const Work<T>& w, Pass pass, int64_t tasks, int64_t mode, int64_t paddi
   // Small problems run on the calling thread: waking the pool would cost more than the work.
   const int64_t work = w.P.Ho * w.P.Wo * (w.P.C + 4) * (pass == Pass::kItems ? w.P.B : 1);
   const int64_t grain = work < kSerialWork ? tasks : 1;
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) { fn(w, pass, begin, end); });
+  threads.parallel_for(tasks, grain, [&](int64_t begin, int64_t end) { fn(w, pass, begin, end); });
 }
 
 template <typename T>
-Source<T> source(const at::Tensor& x) {
-  return {x.data_ptr<T>(), x.size(1), x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
-}
-
-template <typename T>
-Problem<T> make_problem(const std::vector<at::Tensor>& inputs, const at::Tensor& grid, bool align_corners) {
-  const int64_t H = inputs[0].size(2), W = inputs[0].size(3);
-  Problem<T> P{grid.size(0), H, W, grid.size(1), grid.size(2), 0, Axis<T>(W, align_corners),
-               Axis<T>(H, align_corners), grid.data_ptr<T>(), {}};
-  for (const auto& x : inputs) {
-    P.input.push_back(source<T>(x));
-    P.C += x.size(1);
-  }
+Problem<T> make_problem(const Call<T>& call) {
+  Problem<T> P{call.B, call.H, call.W, call.Ho, call.Wo, 0, Axis<T>(call.W, call.align_corners),
+               Axis<T>(call.H, call.align_corners), call.grid, call.inputs};
+  for (const auto& x : call.inputs) P.C += x.C;
   return P;
 }
 
@@ -691,135 +674,94 @@ std::vector<int64_t> split_channels(const std::vector<std::pair<int64_t, int64_t
 // sampling itself. Ask Linux for transparent huge pages on the pages that lie
 // wholly inside the buffer, as torch's allocator does with
 // THP_MEM_ALLOC_ENABLE=1. Advisory only: without THP nothing changes.
-void advise_huge_pages(const at::Tensor& t) {
+void advise_huge_pages(void* ptr, size_t bytes) {
 #ifdef __linux__
   constexpr size_t kMinBytes = size_t(32) << 20;  // buffers glibc always maps on their own
-  const size_t bytes = t.numel() * t.element_size();
   if (bytes < kMinBytes) return;
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t data = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t data = reinterpret_cast<uintptr_t>(ptr);
   const uintptr_t begin = (data + page - 1) / page * page, end = (data + bytes) / page * page;
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 #else
-  (void)t;
+  (void)ptr;
+  (void)bytes;
 #endif
 }
 
 }  // namespace
 
-// inputs: list of (B, C_i, H, W); grid: (B, Ho, Wo, 2) -> list of (B, C_i, Ho, Wo).
-std::vector<at::Tensor> forward_cpu(at::TensorList inputs_, const at::Tensor& grid_, int64_t mode,
-                                    int64_t padding, bool align_corners) {
-  const std::vector<at::Tensor> inputs(inputs_.begin(), inputs_.end());
-  const at::Tensor grid = grid_.contiguous();
-  check_args(inputs, grid, mode, padding);
-  std::vector<at::Tensor> outs;
-  for (const auto& x : inputs) {
-    outs.push_back(at::empty({x.size(0), x.size(1), grid.size(1), grid.size(2)}, x.options()));
-    advise_huge_pages(outs.back());
+template <typename T>
+void forward(const Call<T>& call, const std::vector<T*>& out, const morph3d_kernels::Threads& threads) {
+  for (size_t i = 0; i < out.size(); ++i)
+    advise_huge_pages(out[i], sizeof(T) * call.B * call.inputs[i].C * call.Ho * call.Wo);
+  const int64_t mode = call.mode, padding = call.padding;
+  const auto P = make_problem<T>(call);
+  const std::vector<T> zeros(P.C, T(0));
+  Work<T> w{P, zeros.data(), &out, nullptr, 0, nullptr, nullptr, nullptr};
+  if (P.B >= threads.count) return run(w, Pass::kItems, P.B, mode, padding, threads);
+  const auto X = scratch<T>(input_is_packed(P) ? 0 : P.H * P.W * P.C);
+  for (w.b = 0; w.b < P.B; ++w.b) {
+    w.buf = X.get();
+    if (!input_is_packed(P)) run(w, Pass::kPackRows, P.H, mode, padding, threads);
+    w.X = input_is_packed(P) ? P.input[0].data + w.b * P.input[0].sB : X.get();
+    run(w, Pass::kRows, P.Ho, mode, padding, threads);
   }
-  AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "pixel_sample_forward_cpu", [&] {
-    using T = scalar_t;
-    const auto P = make_problem<T>(inputs, grid, align_corners);
-    std::vector<T*> out;
-    for (auto& o : outs) out.push_back(o.data_ptr<T>());
-    const std::vector<T> zeros(P.C, T(0));
-    Work<T> w{P, zeros.data(), &out, nullptr, 0, nullptr, nullptr, nullptr};
-    if (P.B >= at::get_num_threads()) return run(w, Pass::kItems, P.B, mode, padding);
-    const auto X = scratch<T>(input_is_packed(P) ? 0 : P.H * P.W * P.C);
-    for (w.b = 0; w.b < P.B; ++w.b) {
-      w.buf = X.get();
-      if (!input_is_packed(P)) run(w, Pass::kPackRows, P.H, mode, padding);
-      w.X = input_is_packed(P) ? P.input[0].data + w.b * P.input[0].sB : X.get();
-      run(w, Pass::kRows, P.Ho, mode, padding);
-    }
-  });
-  return outs;
 }
 
-// Gradients of sum_i <grad_outputs[i], forward(inputs, grid)[i]>: one tensor per
-// input (empty where input_needs_grad is false) and the grid gradient (empty
-// when grid_needs_grad is false).
-std::tuple<std::vector<at::Tensor>, at::Tensor> backward_cpu(at::TensorList grad_outputs_, at::TensorList inputs_,
-                                                             const at::Tensor& grid_, int64_t mode, int64_t padding,
-                                                             bool align_corners, c10::List<bool> input_needs_grad,
-                                                             bool grid_needs_grad) {
-  const std::vector<at::Tensor> inputs(inputs_.begin(), inputs_.end());
-  const std::vector<at::Tensor> grad_outputs(grad_outputs_.begin(), grad_outputs_.end());
-  const at::Tensor grid = grid_.contiguous();
-  check_args(inputs, grid, mode, padding);
-  check_grad_outputs(grad_outputs, inputs, grid, input_needs_grad.size());
-  std::vector<at::Tensor> grad_inputs;
+template <typename T>
+void backward(const Call<T>& call, const std::vector<Source<T>>& grad_outputs, const std::vector<T*>& grad_inputs,
+              T* grad_grid, const morph3d_kernels::Threads& threads) {
   std::vector<std::pair<int64_t, int64_t>> ranges;  // channels of the inputs that need a gradient
   int64_t first = 0, wanted = 0;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const int64_t Ci = inputs[i].size(1);
-    if (input_needs_grad.get(i)) {
-      // Every element is written when the gradient is unpacked: no zero fill.
-      grad_inputs.push_back(at::empty(inputs[i].sizes(), inputs[i].options()));
-      advise_huge_pages(grad_inputs.back());
+  for (size_t i = 0; i < call.inputs.size(); ++i) {
+    const int64_t Ci = call.inputs[i].C;
+    if (grad_inputs[i]) {
+      advise_huge_pages(grad_inputs[i], sizeof(T) * call.B * Ci * call.H * call.W);
       if (!ranges.empty() && ranges.back().second == first) {
         ranges.back().second += Ci;
       } else {
         ranges.emplace_back(first, first + Ci);
       }
       wanted += Ci;
-    } else {
-      grad_inputs.push_back(at::empty({0}, inputs[i].options()));
     }
     first += Ci;
   }
-  const bool bilinear_grid = grid_needs_grad && mode == kBilinear;
-  at::Tensor grad_grid = !grid_needs_grad ? at::empty({0}, grid.options())
-                         : bilinear_grid  ? at::empty_like(grid)
-                                          : at::zeros_like(grid);  // nearest: zero gradient
-  if (wanted == 0 && !bilinear_grid) return {grad_inputs, grad_grid};
-  AT_DISPATCH_FLOATING_TYPES(grid.scalar_type(), "pixel_sample_backward_cpu", [&] {
-    using T = scalar_t;
-    const auto P = make_problem<T>(inputs, grid, align_corners);
-    const int64_t threads = at::get_num_threads();
-    BackwardJob<T> J{{}, {}, bilinear_grid ? grad_grid.data_ptr<T>() : nullptr, {}};
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      J.grad_out.push_back(source<T>(grad_outputs[i]));
-      J.grad_in.push_back(input_needs_grad.get(i) ? grad_inputs[i].data_ptr<T>() : nullptr);
+  const bool bilinear_grid = grad_grid != nullptr;
+  if (wanted == 0 && !bilinear_grid) return;
+  const int64_t mode = call.mode, padding = call.padding;
+  const auto P = make_problem<T>(call);
+  const int64_t nthreads = threads.count;
+  BackwardJob<T> J{grad_outputs, grad_inputs, grad_grid, {}};
+  const std::vector<T> zeros(P.C, T(0));
+  Work<T> w{P, zeros.data(), nullptr, &J, 0, nullptr, nullptr, nullptr};
+  if (P.B >= nthreads) {
+    J.pieces = split_channels(ranges, std::max<int64_t>(wanted, 1));
+    return run(w, Pass::kItems, P.B, mode, padding, threads);
+  }
+  J.pieces = split_channels(ranges, std::max<int64_t>(1, (wanted + nthreads - 1) / nthreads));
+  const bool packed = input_is_packed(P);
+  const auto X = scratch<T>(bilinear_grid && !packed ? P.H * P.W * P.C : 0);
+  const auto GO = scratch<T>(P.Ho * P.Wo * P.C);
+  const auto G = scratch<T>(wanted > 0 ? P.H * P.W * P.C : 0);
+  for (w.b = 0; w.b < P.B; ++w.b) {
+    if (bilinear_grid && !packed) {
+      w.buf = X.get();
+      run(w, Pass::kPackRows, P.H, mode, padding, threads);
     }
-    const std::vector<T> zeros(P.C, T(0));
-    Work<T> w{P, zeros.data(), nullptr, &J, 0, nullptr, nullptr, nullptr};
-    if (P.B >= threads) {
-      J.pieces = split_channels(ranges, std::max<int64_t>(wanted, 1));
-      return run(w, Pass::kItems, P.B, mode, padding);
-    }
-    J.pieces = split_channels(ranges, std::max<int64_t>(1, (wanted + threads - 1) / threads));
-    const bool packed = input_is_packed(P);
-    const auto X = scratch<T>(bilinear_grid && !packed ? P.H * P.W * P.C : 0);
-    const auto GO = scratch<T>(P.Ho * P.Wo * P.C);
-    const auto G = scratch<T>(wanted > 0 ? P.H * P.W * P.C : 0);
-    for (w.b = 0; w.b < P.B; ++w.b) {
-      if (bilinear_grid && !packed) {
-        w.buf = X.get();
-        run(w, Pass::kPackRows, P.H, mode, padding);
-      }
-      w.X = packed ? P.input[0].data + w.b * P.input[0].sB : X.get();
-      w.buf = GO.get();
-      w.G = G.get();
-      run(w, Pass::kRows, P.Ho, mode, padding);
-      if (wanted > 0) run(w, Pass::kPieces, static_cast<int64_t>(J.pieces.size() / 2), mode, padding);
-    }
-  });
-  return {grad_inputs, grad_grid};
+    w.X = packed ? P.input[0].data + w.b * P.input[0].sB : X.get();
+    w.buf = GO.get();
+    w.G = G.get();
+    run(w, Pass::kRows, P.Ho, mode, padding, threads);
+    if (wanted > 0) run(w, Pass::kPieces, static_cast<int64_t>(J.pieces.size() / 2), mode, padding, threads);
+  }
 }
+
+template void forward<float>(const Call<float>&, const std::vector<float*>&, const morph3d_kernels::Threads&);
+template void forward<double>(const Call<double>&, const std::vector<double*>&, const morph3d_kernels::Threads&);
+template void backward<float>(const Call<float>&, const std::vector<Source<float>>&, const std::vector<float*>&,
+                              float*, const morph3d_kernels::Threads&);
+template void backward<double>(const Call<double>&, const std::vector<Source<double>>&, const std::vector<double*>&,
+                               double*, const morph3d_kernels::Threads&);
 
 }  // namespace pixel_sample
 }  // namespace morph3d
-
-TORCH_LIBRARY_FRAGMENT(morph3d, m) {
-  m.def("pixel_sample_forward(Tensor[] inputs, Tensor grid, int mode, int padding, bool align_corners) -> Tensor[]");
-  m.def(
-      "pixel_sample_backward(Tensor[] grad_outputs, Tensor[] inputs, Tensor grid, int mode, int padding, "
-      "bool align_corners, bool[] input_needs_grad, bool grid_needs_grad) -> (Tensor[], Tensor)");
-}
-
-TORCH_LIBRARY_IMPL(morph3d, CPU, m) {
-  m.impl("pixel_sample_forward", &morph3d::pixel_sample::forward_cpu);
-  m.impl("pixel_sample_backward", &morph3d::pixel_sample::backward_cpu);
-}

@@ -1,24 +1,23 @@
-// Shared host-side argument checks of the pixel_sample op (CPU and CUDA).
-// The Python wrapper (morph3d/ops/pixel_sample.py) validates first and raises
-// ValueError/TypeError; these checks only keep direct torch.ops calls from
-// reaching a kernel with bad arguments.
+// The torch glue of the pixel_sample op: its entry points (CPU in glue/pixel_sample.cpp, CUDA
+// in cuda/pixel_sample.cu; registered by register.cpp) and their shared host-side argument
+// checks. The Python wrapper (morph3d/ops/pixel_sample.py) validates first and raises
+// ValueError/TypeError; these checks only keep direct torch.ops calls from reaching a kernel
+// with bad arguments.
 #pragma once
 
+#include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <limits>
+#include <tuple>
 #include <vector>
+
+#include "kernels/pixel_sample.h"
 
 namespace morph3d {
 namespace pixel_sample {
-
-// Same codes as torch.nn.functional.grid_sample uses internally.
-constexpr int64_t kBilinear = 0;
-constexpr int64_t kNearest = 1;
-constexpr int64_t kZeros = 0;
-constexpr int64_t kBorder = 1;
 
 // inputs: list of (B, C_i, H, W); grid: (B, Ho, Wo, 2), all one floating dtype and device.
 inline void check_args(const std::vector<at::Tensor>& inputs, const at::Tensor& grid,
@@ -64,3 +63,22 @@ inline void check_grad_outputs(const std::vector<at::Tensor>& grad_outputs, cons
 
 }  // namespace pixel_sample
 }  // namespace morph3d
+
+namespace morph3d_glue {
+
+std::vector<at::Tensor> pixel_sample_forward_cpu(at::TensorList inputs, const at::Tensor& grid, int64_t mode,
+                                                 int64_t padding, bool align_corners);
+std::tuple<std::vector<at::Tensor>, at::Tensor> pixel_sample_backward_cpu(
+    at::TensorList grad_outputs, at::TensorList inputs, const at::Tensor& grid, int64_t mode, int64_t padding,
+    bool align_corners, c10::List<bool> input_needs_grad, bool grid_needs_grad);
+
+#ifdef MORPH3D_WITH_CUDA
+// csrc/cuda/pixel_sample.cu (inputs and grid on one CUDA device)
+std::vector<at::Tensor> pixel_sample_forward_cuda(at::TensorList inputs, const at::Tensor& grid, int64_t mode,
+                                                  int64_t padding, bool align_corners);
+std::tuple<std::vector<at::Tensor>, at::Tensor> pixel_sample_backward_cuda(
+    at::TensorList grad_outputs, at::TensorList inputs, const at::Tensor& grid, int64_t mode, int64_t padding,
+    bool align_corners, c10::List<bool> input_needs_grad, bool grid_needs_grad);
+#endif
+
+}  // namespace morph3d_glue
