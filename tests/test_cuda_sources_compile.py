@@ -2,7 +2,8 @@
 
 The CUDA kernels cannot run without a GPU; compiling them with the flags setup.py's CUDA build
 uses keeps them from silently breaking. Skipped when no nvcc is found (PATH, $CUDA_HOME/bin,
-/usr/local/cuda/bin).
+/usr/local/cuda/bin). The registration unit's CUDA part (csrc/glue/register.cpp with
+MORPH3D_WITH_CUDA) is checked with the host compiler, which needs no CUDA toolkit.
 """
 import os
 import shutil
@@ -50,3 +51,16 @@ def test_cuda_source_compiles(source, tmp_path):
     result = subprocess.run(nvcc_command(source, obj), capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, f"nvcc failed on {source.name}:\n{result.stderr[-6000:]}"
     assert obj.stat().st_size > 0
+
+
+def test_cuda_registration_compiles(tmp_path):
+    """register.cpp, as the CUDA build compiles it, agrees with the CUDA entry points' declarations."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    cmd = [compiler, "-fsyntax-only", "-std=c++17", "-DMORPH3D_WITH_CUDA", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+           f"-I{REPO / 'csrc'}", *[f"-I{p}" for p in cpp_extension.include_paths()],
+           f"-I{sysconfig.get_paths()['include']}", str(REPO / "csrc" / "glue" / "register.cpp")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"register.cpp (CUDA build) does not compile:\n{result.stderr[-6000:]}"

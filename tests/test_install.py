@@ -9,6 +9,7 @@ environment and runs it from another folder.
 import ast
 import fnmatch
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,27 @@ def test_assets_resolve_through_the_package():
     assert loaders.open_model_path() == assets.path("open_face_model.npz")
     assert detect.MEDIAPIPE_MAP == assets.path("mediapipe_ibug68.json")
     assert not assets.path("no_such_file.npz").is_file()
+
+
+def includes(path: Path) -> list:
+    return re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(encoding="utf-8"), re.M)
+
+
+def test_extension_sources_keep_torch_out_of_the_kernels():
+    """The build stays fast: kernels compile without torch headers, one unit registers the ops,
+    nothing includes torch/extension.h (pybind11 and all of libtorch's API)."""
+    csrc = REPO / "csrc"
+    kernels = sorted((csrc / "kernels").glob("*.[ch]*"))
+    assert kernels
+    for path in kernels:
+        torch_headers = [h for h in includes(path) if h.split("/")[0] in ("torch", "ATen", "c10", "pybind11", "glue")]
+        assert not torch_headers, f"{path.relative_to(REPO)} includes {torch_headers}: keep kernels plain C++"
+    sources = sorted(csrc.rglob("*.cpp")) + sorted(csrc.rglob("*.cu")) + sorted(csrc.rglob("*.h"))
+    registering = [p.relative_to(REPO).as_posix() for p in sources if "torch/library.h" in includes(p)]
+    assert registering == ["csrc/glue/register.cpp"]
+    assert not [p for p in sources if "torch/extension.h" in includes(p)]
+    assert not [p for p in sources if "TORCH_LIBRARY" in p.read_text(encoding="utf-8")
+                and p.name != "register.cpp"]
 
 
 # Run by the slow test inside the installed environment, from an empty folder.

@@ -1,5 +1,4 @@
 """The embedded open face model (assets/open_face_model.npz) and the script that builds it."""
-import hashlib
 import importlib.util
 import shutil
 import subprocess
@@ -347,10 +346,22 @@ def test_build_script_reproduces_the_committed_model(tmp_path):
         pytest.skip(f"cannot fetch {bom.NPM_SPEC}: {exc}")
     out = tmp_path / "open_face_model.npz"
     assert bom.main(["--package", str(tarball), "--out", str(out)]) == 0
+    # Equal up to floating-point noise of the BLAS in use (about 1e-17 on bases whose exact value is 0),
+    # and landmarks at the same points: a landmark on a mesh edge may be written on either triangle.
     with np.load(MODEL) as committed, np.load(out) as rebuilt:
         assert sorted(committed.files) == sorted(rebuilt.files)
         for key in committed.files:
             assert committed[key].dtype == rebuilt[key].dtype, key
-            assert np.array_equal(committed[key], rebuilt[key]), f"{key} differs"
-    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-    assert digest(out) == digest(MODEL)
+            if key in ("landmark_faces", "landmark_bary"):
+                continue
+            if committed[key].dtype.kind == "f":
+                scale = max(1.0, float(np.abs(committed[key]).max()))
+                np.testing.assert_allclose(rebuilt[key], committed[key], rtol=0, atol=1e-9 * scale, err_msg=key)
+            else:
+                assert np.array_equal(committed[key], rebuilt[key]), f"{key} differs"
+        v, t = committed["vertices_mean"].astype(np.float64), committed["triangles"]
+
+        def points(m):
+            return (v[t[m["landmark_faces"]]] * m["landmark_bary"][..., None]).sum(1)
+
+        np.testing.assert_allclose(points(rebuilt), points(committed), rtol=0, atol=1e-6)

@@ -1,6 +1,7 @@
 // Helpers shared by the CPU rasterization kernels (rasterize.cpp, interpolate.cpp,
-// antialias.cpp); plain C++ and OpenMP, no torch headers. Conventions: clip positions are (X, Y, Z, W) as in nvdiffrast; the
-// pixel in column i has its centre at NDC x = (2 i + 1) / width - 1 (same for rows).
+// antialias.cpp); plain C++ and OpenMP, no torch headers. Conventions: clip positions are
+// (X, Y, Z, W) as in nvdiffrast; the pixel in column i has its centre at NDC
+// x = (2 i + 1) / width - 1 (same for rows).
 //
 // Threading: OpenMP (the runtime torch itself uses, so its idle workers are reused) with
 // dynamic chunking from an atomic counter, and cheap passes kept on the calling thread. The

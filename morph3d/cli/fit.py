@@ -51,6 +51,9 @@ def add_parser(sub):
     p.add_argument("--table", metavar="NPZ",
                    help="afterwards gather every result in --out into one parameter table (unsharded runs; "
                         "after a sharded run use 'morph3d fit-table')")
+    p.add_argument("--init", choices=("closed-form", "regressor"), default="closed-form",
+                   help="start of the landmark fit: the closed-form pose (default) or the small image "
+                        "regressor's pose, identity and expression (the 'open' model's bundled weights)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="torch intra-op threads while fitting (default: torch's own setting; 1 is often "
                         "fastest on a busy machine)")
@@ -127,8 +130,18 @@ def run(args) -> int:
         model = load_model(args.model)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
-    pipeline = FitPipeline(model, args.model, detector=args.detector, all_faces=args.all_faces,
-                           photometric=args.photometric, threads=args.threads, outputs=args.outputs)
+    options = dict(detector=args.detector, all_faces=args.all_faces, photometric=args.photometric,
+                   threads=args.threads, outputs=args.outputs)
+    if args.init == "regressor":
+        from morph3d.regress import load_regressor
+        from morph3d.regress.init import RegressorFitPipeline
+        try:
+            regressor = load_regressor(model)
+        except (ValueError, FileNotFoundError) as exc:
+            raise CommandError(f"--init regressor: {exc}") from exc
+        pipeline = RegressorFitPipeline(model, args.model, regressor, **options)
+    else:
+        pipeline = FitPipeline(model, args.model, **options)
     out.mkdir(parents=True, exist_ok=True)
     clear_stale_reports(out, shard)
     sharded = shard.count > 1

@@ -9,9 +9,10 @@
   pretrained ``epoch_20.pth`` (user-supplied) and returns the 257-dim vector.
 - ``predict.py``: :class:`Regressor` / :func:`load_regressor`: photo + landmarks -> FaceParams.
 """
+from .predict import Regressor, load_regressor
 from .small import SmallRegressor, SmallRegressorConfig
 from .targets import (CROP_MARGIN, crop_boxes, crop_cameras, crop_images, decode_targets, encode_targets, target_dim,
                       target_layout, to_crop_pixels)
 
-__all__ = ["CROP_MARGIN", "SmallRegressor", "SmallRegressorConfig", "crop_boxes", "crop_cameras", "crop_images", "decode_targets",
-           "encode_targets", "target_dim", "target_layout", "to_crop_pixels"]
+__all__ = ["CROP_MARGIN", "Regressor", "SmallRegressor", "SmallRegressorConfig", "crop_boxes", "crop_cameras", "crop_images", "decode_targets",
+           "encode_targets", "load_regressor", "target_dim", "target_layout", "to_crop_pixels"]
