@@ -74,7 +74,8 @@ setup(
     packages=find_packages(include=["morph3d", "morph3d.*", "gan_bridge", "gan_bridge.*"]) + ["morph3d.assets"],
     # The top-level assets/ folder ships inside the package as morph3d.assets.
     package_dir={"morph3d.assets": "assets"},
-    package_data={"morph3d.assets": ["*.npz", "*.json", "NOTICE*", "*.md"]},
+    package_data={"morph3d.assets": ["*.npz", "*.json", "*.pt", "NOTICE*", "*.md"],
+                  "gan_bridge.assets": ["*.pt", "*.md"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExt},
 )

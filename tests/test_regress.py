@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from morph3d import assets
-from morph3d.fitting.crop import Crop
 from morph3d.model import Camera, FaceParams, euler_to_matrix, from_deep3d, load_model
 from morph3d.regress import (SmallRegressor, SmallRegressorConfig, crop_boxes, crop_cameras, crop_images,
                              decode_targets, encode_targets, target_dim, target_layout, to_crop_pixels)
@@ -220,7 +219,8 @@ def test_deep3d_alignment_and_camera_round_trip():
     pts2 = np.stack([210 + 40 * pts3[:, 0], 150 - 40 * pts3[:, 1]], 1)
     crop = deep3d_crop(pts2, pts3)
     assert crop.size == 224 and crop.side == pytest.approx(224 * 40 / 102)
-    assert crop.left + crop.side / 2 - 0.5 == pytest.approx(210) and crop.top + crop.side / 2 - 0.5 == pytest.approx(150)
+    assert crop.left + crop.side / 2 - 0.5 == pytest.approx(210)
+    assert crop.top + crop.side / 2 - 0.5 == pytest.approx(150)
     lm68 = np.zeros((68, 2))
     lm68[[36, 39]], lm68[[42, 45]], lm68[30], lm68[48], lm68[54] = [1, 2], [5, 2], [3, 4], [2, 6], [4, 6]
     np.testing.assert_allclose(five_points(lm68), [[1, 2], [5, 2], [3, 4], [2, 6], [4, 6]])
@@ -246,3 +246,60 @@ def test_predict_deep3d_maps_to_the_photo_camera(tmp_path):
     # their principal point (112, 111) is half a pixel right of and above the crop's centre (111.5, 111.5)
     half = 0.5 * 60.0 / 102.0
     torch.testing.assert_close(origin, torch.tensor([150.0 + half, 120.0 - half]), atol=0.02, rtol=0)
+
+
+# ---- the regressor as the landmark fit's start ---------------------------------------------------
+def test_fitter_starts_from_given_parameters(open_model):
+    from morph3d.fitting import LandmarkFitConfig
+    from morph3d.regress.init import RegressorStartFitter
+    p = _params(open_model, batch=2, seed=5, size=200)
+    p.camera = Camera.create(2, (200, 200))  # the fit's own camera (focal 1.5 x 200 px)
+    lm = _landmarks(open_model, p)
+    still = RegressorStartFitter(open_model, LandmarkFitConfig(iterations=0, pose_iterations=0, contour="fixed"))
+    r = still.fit(lm, (200, 200), start=p)  # no iterations: the result is the start
+    torch.testing.assert_close(r.params.rotation, p.rotation, atol=1e-5, rtol=0)
+    torch.testing.assert_close(r.params.translation, p.translation, atol=1e-3, rtol=0)
+    torch.testing.assert_close(r.params.identity, p.identity.clamp(-4, 4), atol=1e-5, rtol=0)
+    assert r.rms_px.max() < 1e-3
+    fitter = RegressorStartFitter(open_model)
+    off = p.clone()
+    off.rotation.add_(torch.tensor([0.15, -0.1, 0.05]))
+    off.identity.zero_()
+    started = fitter.fit(lm, (200, 200), start=off)
+    plain = fitter.fit(lm, (200, 200))
+    assert started.rms_px.max() < 1.0 and plain.rms_px.max() < 1.0  # the priors keep a little residual
+    assert (started.rms_px - plain.rms_px).abs().max() < 0.2
+    with pytest.raises(ValueError, match="hold 2 faces"):
+        fitter.fit(lm[:1], (200, 200), start=p)
+
+
+def test_fit_cli_init_regressor(tmp_path, open_model):
+    if not assets.path(DEFAULT_WEIGHTS).is_file():
+        pytest.skip("regressor weights not shipped yet (scripts/train_regressor.sh)")
+    import json
+
+    from PIL import Image
+
+    import morph3d.cli as cli
+    from morph3d.render import linear_to_srgb, render_face
+    p = _params(open_model, batch=1, seed=7, size=160)
+    p.camera = Camera.create(1, (160, 160))
+    p.translation[0] = torch.tensor([0.0, 0.0, -800.0])
+    with torch.no_grad():
+        r = render_face(open_model, p, outputs=("image", "landmarks"), background=torch.full((3, 160, 160), 0.3))
+    Image.fromarray((linear_to_srgb(r.image[0].clamp(0, 1)) * 255).round().byte().permute(1, 2, 0).numpy()).save(
+        tmp_path / "face.png")
+    np.save(tmp_path / "face.npy", r.landmarks_2d[0].numpy().astype(np.float64))
+    out = tmp_path / "out"
+    args = ["fit", str(tmp_path / "face.png"), "--landmarks", str(tmp_path / "face.npy"), "--out", str(out),
+            "--outputs", "json", "--threads", "1"]
+    assert cli.main(args + ["--init", "regressor"]) == 0
+    record = json.loads((out / "face.json").read_text())
+    assert record["options"]["init"] == "regressor" and record["fit"]["rms_px"] < 1.5
+    assert cli.main(args) == 0  # the default start is another fit: not skipped as done
+    assert "init" not in json.loads((out / "face.json").read_text())["options"]
+    sfm_like = tmp_path / "tiny.npz"
+    from conftest import tiny_canonical
+    from morph3d.model import canonical
+    canonical.save(tiny_canonical(), sfm_like)
+    assert cli.main(args + ["--init", "regressor", "--model", str(sfm_like)]) == 2  # weights are for 'open'

@@ -18,7 +18,7 @@ holds ``{"format": CACHE_FORMAT, "images": (N, 3, S, S) uint8 sRGB, "params": {f
 reads it (``cache=PATH``), or renders on the fly when ``cache`` is empty.
 
     python -m gan_bridge.methods.regressor cache /tmp/reg/train.pt --count 30000
-    gan-bridge train regressor cache=/tmp/reg/train.pt run_dir=/tmp/reg/run steps=6000
+    gan-bridge train gan_bridge.methods.regressor:Regressor cache=/tmp/reg/train.pt run_dir=/tmp/reg/run
     python -m gan_bridge.methods.regressor export /tmp/reg/run OUT.pt
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gan_bridge.train import Method, TrainConfig, sharded_loader
@@ -62,7 +61,8 @@ def _record(batch) -> dict:
 def _cat_records(records: list[dict]) -> dict:
     return {"images": torch.cat([r["images"] for r in records]),
             "params": {n: torch.cat([r["params"][n] for r in records]) for n in PARAM_FIELDS},
-            "focal": torch.cat([r["focal"] for r in records]), "principal": torch.cat([r["principal"] for r in records]),
+            "focal": torch.cat([r["focal"] for r in records]),
+            "principal": torch.cat([r["principal"] for r in records]),
             "landmarks": torch.cat([r["landmarks"] for r in records])}
 
 
@@ -103,7 +103,8 @@ def load_cache(path: str | Path) -> dict:
     try:
         cache = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{path} is corrupt or not a regressor cache ({type(exc).__name__}); render it again") from None
+        raise ValueError(f"{path} is corrupt or not a regressor cache ({type(exc).__name__}); "
+                         "render it again") from None
     if not isinstance(cache, dict) or cache.get("format") != CACHE_FORMAT:
         raise ValueError(f"{path} is not a regressor cache (format {CACHE_FORMAT}); render it again")
     return cache
@@ -237,7 +238,8 @@ def regressor_losses(z, mean, std, model, params, landmarks, weights: dict) -> d
 
 
 class Regressor(Method):
-    """``gan-bridge train regressor``: see the module docstring and :class:`RegressorConfig`."""
+    """``gan-bridge train gan_bridge.methods.regressor:Regressor`` (registered as ``regressor`` once this
+    module is imported): see the module docstring and :class:`RegressorConfig`."""
 
     config_class = RegressorConfig
 
@@ -301,8 +303,8 @@ class Regressor(Method):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        out = {"loss": loss.detach(), "param": losses["param"].detach(), "landmark_pct": losses["landmark_pct"].detach()}
-        out.update({k: v.detach() for k, v in losses.items() if k.startswith("mse_")})
+        out = {"loss": loss.detach()}
+        out.update({k: v.detach() for k, v in losses.items()})
         return out
 
 

@@ -206,7 +206,7 @@ class StyleGAN2(Method):
             if self._fd_probe is None:
                 from .fd_probe import FDProbe
                 held = self._images_main("heldout", c.fd_samples)
-                self._fd_probe = FDProbe(held, c.fd_samples, seed=c.seed + 1)
+                self._fd_probe = FDProbe(held, c.resolution, c.fd_samples, seed=c.seed + 1)
             value.fill_(self._fd_probe(self.module("G_ema")))
         if self.dist.distributed:
             dist.broadcast(value, 0)
@@ -232,9 +232,8 @@ class StyleGAN2(Method):
             self.losses.load_state_dict(state["losses"])
 
 
-def export_generator(checkpoint: str | Path, out: str | Path, half: bool = False) -> Path:
-    """Write a run checkpoint's G_ema (``ckpt-*.pt``) to ``out`` for ``load_generator`` (fp16 weights if ``half``)."""
-    from gan_bridge.networks.stylegan2 import save_networks
+def generator_from_checkpoint(checkpoint: str | Path) -> tuple[Generator, int]:
+    """(G_ema in eval mode, step) of a StyleGAN2 run checkpoint (``ckpt-*.pt``)."""
     from gan_bridge.train import from_dict, load_checkpoint
     state = load_checkpoint(checkpoint)
     if "G_ema" not in state.get("modules", {}):
@@ -243,10 +242,15 @@ def export_generator(checkpoint: str | Path, out: str | Path, half: bool = False
     G = Generator(config.resolution, z_dim=config.z_dim, w_dim=config.w_dim, channel_base=config.channel_base,
                   channel_max=config.channel_max, n_mlp=config.n_mlp)
     G.load_state_dict(state["modules"]["G_ema"])
-    if half:
-        G = G.half()
-    save_networks(out, G=G)
+    return G.eval().requires_grad_(False), int(state["step"])
+
+
+def export_generator(checkpoint: str | Path, out: str | Path, half: bool = False) -> Path:
+    """Write a run checkpoint's G_ema to ``out`` for ``load_generator`` (fp16 weights if ``half``)."""
+    from gan_bridge.networks.stylegan2 import save_networks
+    G, _ = generator_from_checkpoint(checkpoint)
+    save_networks(out, G=G.half() if half else G)
     return Path(out)
 
 
-__all__ = ["StyleGAN2", "StyleGAN2TrainConfig", "export_generator"]
+__all__ = ["StyleGAN2", "StyleGAN2TrainConfig", "export_generator", "generator_from_checkpoint"]

@@ -94,7 +94,8 @@ def load_world_cache(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for files that are not checkpoints
-        raise ValueError(f"world cache {path} is corrupt ({type(exc).__name__}); delete it and render it again") from None
+        raise ValueError(f"world cache {path} is corrupt ({type(exc).__name__}); "
+                         f"delete it and render it again") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a world image cache ({FORMAT}); pass a file written by world_cache")
     images = state["images"]
@@ -155,7 +156,8 @@ def batch_collate(batch):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m gan_bridge.methods.world_cache",
-                                description="Render samples [0, count) of the synthetic face world to a uint8 cache file.")
+                                description="Render samples [0, count) of the synthetic face world "
+                                            "to a uint8 cache file.")
     p.add_argument("out", help="output .pt file")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--image-size", type=int, default=64)

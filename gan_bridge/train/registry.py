@@ -9,7 +9,7 @@ import importlib
 
 from .method import Method
 
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {"stylegan2": "gan_bridge.methods.stylegan2:StyleGAN2"}
 
 
 def register(name: str, target: str) -> None:

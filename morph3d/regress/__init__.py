@@ -14,5 +14,6 @@ from .small import SmallRegressor, SmallRegressorConfig
 from .targets import (CROP_MARGIN, crop_boxes, crop_cameras, crop_images, decode_targets, encode_targets, target_dim,
                       target_layout, to_crop_pixels)
 
-__all__ = ["CROP_MARGIN", "Regressor", "SmallRegressor", "SmallRegressorConfig", "crop_boxes", "crop_cameras", "crop_images", "decode_targets",
+__all__ = ["CROP_MARGIN", "Regressor", "SmallRegressor", "SmallRegressorConfig", "crop_boxes", "crop_cameras",
+           "crop_images", "decode_targets",
            "encode_targets", "load_regressor", "target_dim", "target_layout", "to_crop_pixels"]

@@ -46,7 +46,7 @@ class Regressor:
         out = []
         for c, s in zip(corner.tolist(), side.tolist()):
             pixels, _ = Crop(c[0], c[1], s, size).image(image)
-            out.append(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1))
+            out.append(torch.from_numpy(np.array(pixels)).permute(2, 0, 1))
         return torch.stack(out).float() / 127.5 - 1.0, corner, side
 
     @torch.no_grad()
