@@ -3,13 +3,20 @@
 # Usage: scripts/train_world_stylegan2.sh [RUN_DIR] [extra key=value overrides...]
 # The first run renders 30k train + 512 held-out world images (64 px, uint8, ~375 MB) into the cache files
 # (~12 min with 2 workers); later runs reuse them. One thread per process is fastest on CPU.
-# Under torchrun: OMP_NUM_THREADS=1 torchrun --nproc_per_node N -m gan_bridge train stylegan2 <same overrides>.
+# NPROC=N trains in N processes (torchrun, gloo; the global batch stays 16). The run resumes from the latest
+# checkpoint in RUN_DIR, also with another NPROC (data order is unchanged; random streams restart from the seed).
 set -euo pipefail
 RUN_DIR=${1:-/tmp/sg2world/run32}
 shift || true
 CACHE_DIR=${CACHE_DIR:-/tmp/sg2world}
+NPROC=${NPROC:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-exec gan-bridge train stylegan2 run_dir="$RUN_DIR" data=synthetic \
+if [ "$NPROC" -gt 1 ]; then
+  LAUNCH=(torchrun --standalone --nproc_per_node "$NPROC" -m gan_bridge)
+else
+  LAUNCH=(gan-bridge)
+fi
+exec "${LAUNCH[@]}" train stylegan2 run_dir="$RUN_DIR" data=synthetic \
   resolution=32 render_size=64 channel_base=2048 channel_max=128 z_dim=128 w_dim=128 n_mlp=4 \
   batch_size=16 steps=5000 lr=0.0025 ema_kimg=5 \
   data_count=30000 data_cache="$CACHE_DIR/train64.pt" fd_cache="$CACHE_DIR/heldout64.pt" cache_workers=2 \

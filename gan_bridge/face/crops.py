@@ -81,7 +81,7 @@ def ffhq_crop(image: np.ndarray, landmarks: np.ndarray, size: int) -> FaceCrop:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
     matrix = square_to_crop_matrix(*ffhq_square(landmarks), size)
-    src = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+    src = torch.tensor(image).permute(2, 0, 1).float() / 127.5 - 1  # a copy: photos may be read-only arrays
     crop = warp_affine(src, matrix, size)
     lm = np.asarray(landmarks, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
     return FaceCrop(image=crop, landmarks=lm, matrix=matrix)

@@ -39,7 +39,7 @@ def load_face_crop(path: str | Path, size: int, align: str = "ffhq", detector: s
         return ffhq_crop(image, np.asarray(lm, dtype=np.float64), size)
     h, w = image.shape[:2]
     matrix = np.array([[size / w, 0, (size / w - 1) / 2], [0, size / h, (size / h - 1) / 2]])
-    crop = warp_affine(torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1, matrix, size)
+    crop = warp_affine(torch.as_tensor(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1, matrix, size)
     return FaceCrop(image=crop, landmarks=None, matrix=matrix)
 
 

@@ -9,7 +9,8 @@ import importlib
 
 from .method import Method
 
-METHODS: dict[str, str] = {"stylegan2": "gan_bridge.methods.stylegan2:StyleGAN2"}
+METHODS: dict[str, str] = {"stylegan2": "gan_bridge.methods.stylegan2:StyleGAN2",
+                           "directions": "gan_bridge.directions.method:DirectionsMethod"}
 
 
 def register(name: str, target: str) -> None:

@@ -77,7 +77,7 @@ def test_inversion_recovers_a_generated_image(name):
         target = target / target.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1)
         start = G.synthesis(G.mapping(torch.randn(256, 32)).mean(0, keepdim=True).expand(2, -1, -1),
                             noise_mode="const")
-    steps = {"projector": 0.1, "pie": 0.05}[name]
+    steps = {"projector": 0.03, "pie": 0.01}[name]
     result = invert(G, target, preset(name, w_avg_samples=500).scaled(steps), progress=False)
     start_mse = (start - target).square().mean().item()
     mse = (result.image - target).square().mean().item()

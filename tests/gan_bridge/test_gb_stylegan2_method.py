@@ -1,8 +1,10 @@
 """The StyleGAN2 training method on the synthetic face world: training, exact resume, FD probe, export."""
 import json
+import socket
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 
 from gan_bridge.methods.fd_probe import FDProbe
@@ -13,6 +15,7 @@ from gan_bridge.networks.lpips_weights import weights_dir
 from gan_bridge.networks.stylegan2 import lazy_ratio, load_generator
 from gan_bridge.train import latest_checkpoint, load_checkpoint, train
 from gan_bridge.train.registry import resolve_method
+from gb_stylegan2_ddp import stylegan2_ddp_worker
 
 
 def _have_vgg() -> bool:
@@ -177,3 +180,24 @@ def test_fd_probe_and_logged_fd(tmp_path, caches):
     train(StyleGAN2(_config(run, caches, steps=2, fd_every=2, fd_samples=8, sample_every=0)))
     rows = _rows(run)
     assert "fd" not in rows[0] and rows[1]["fd"] > 0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_stay_in_sync(tmp_path, caches):
+    """Under DDP each rank draws its own z's; the explicit gradient all-reduce keeps the weights equal."""
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    config = _config(tmp_path / "run", caches, steps=3, sample_every=0)
+    mp.start_processes(stylegan2_ddp_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True,
+                       start_method=method)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for name in ("G", "D", "G_ema"):
+        shared = [k for k in a[name] if "w_avg" not in k]  # w_avg tracks each rank's own w's
+        assert all(torch.equal(a[name][k], b[name][k]) for k in shared), name
+    state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert all(torch.equal(v, a["G"][k]) for k, v in state["modules"]["G"].items())

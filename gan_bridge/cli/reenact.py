@@ -1,0 +1,141 @@
+"""``gan-bridge reenact SOURCE TARGET... --generator CKPT --directions A.pt --out DIR``: face reenactment with
+learned latent directions (Bounareli et al.)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import CommandError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+SHEET_FRAMES = 8
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reenact", help="give a source face the head pose and expression of target faces",
+                       description="Reenact SOURCE in the pose and expression of each TARGET with the directions "
+                                   "A of a StyleGAN2: w_r = w_s + A (p_t - p_s). SOURCE is a photo (inverted into "
+                                   "the generator), a latent .pt from 'gan-bridge invert', or seed:N (a generated "
+                                   "face). TARGETs are photos or folders of frames (a driving sequence). Writes "
+                                   "frame_NNNNN.png per target, source.png, sheet.png and reenact.json.")
+    p.add_argument("source", help="photo, latent .pt (gan-bridge invert) or seed:N")
+    p.add_argument("targets", nargs="+", help="target photos and/or folders of frames (sorted by name)")
+    p.add_argument("--generator", required=True, help="StyleGAN2 checkpoint")
+    p.add_argument("--directions", required=True, help="directions A.pt (python -m gan_bridge.directions.method "
+                                                        "export) or a directions run checkpoint")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--encoder", default=None, help="image -> 3DMM regressor weights (default: morph3d's bundled)")
+    p.add_argument("--model", default="open", help="morphable model of the regressor (default: open)")
+    p.add_argument("--align", default="ffhq", choices=("ffhq", "none"),
+                   help="ffhq: FFHQ crop from detected landmarks; none: resize the whole image")
+    p.add_argument("--detector", default="dlib", help="landmark detector for --align ffhq")
+    p.add_argument("--relative", action="store_true",
+                   help="apply the motion relative to the first target frame (drive a source of another person)")
+    p.add_argument("--invert-preset", default="projector", choices=("projector", "image2stylegan", "pie"),
+                   help="inversion schedule for a photo SOURCE (default: projector)")
+    p.add_argument("--invert-steps", type=float, default=None, metavar="FACTOR",
+                   help="scale the inversion's step counts by FACTOR (e.g. 0.1 for a quick look)")
+    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of a seed:N source")
+    p.set_defaults(run=run)
+
+
+def target_files(targets: list[str]) -> list[Path]:
+    """Target arguments -> image files in order (a folder contributes its images sorted by name)."""
+    files = []
+    for t in targets:
+        path = Path(t)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            raise CommandError(f"{path}: videos are read as frame folders; extract them first "
+                               f"(ffmpeg -i {path.name} frames/%05d.png) and pass the folder")
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise CommandError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CommandError(f"target {path} does not exist")
+    return files
+
+
+def _source(args, G, load_crop):
+    """-> (ws (1, num_ws, w_dim), the image p_s is read from (1, 3, R, R) or None, description)."""
+    spec = args.source
+    if spec.startswith("seed:"):
+        try:
+            seed = int(spec[5:])
+        except ValueError:
+            raise CommandError(f"bad source {spec!r}: use seed:N with an integer N") from None
+        z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
+        return G.mapping(z, truncation_psi=args.truncation), None, f"generated face, seed {seed}"
+    path = Path(spec)
+    if not path.is_file():
+        raise CommandError(f"source {path} does not exist")
+    if path.suffix == ".pt":
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CommandError(f"{path} is corrupt or not a latent file ({type(exc).__name__})") from None
+        ws = record.get("ws") if isinstance(record, dict) else None
+        if not isinstance(ws, torch.Tensor) or ws.shape[-2:] != (G.num_ws, G.w_dim):
+            raise CommandError(f"{path}: no W+ latent 'ws' of shape ({G.num_ws}, {G.w_dim}) for this generator; "
+                               "invert the source with the same generator (gan-bridge invert)")
+        return ws.reshape(1, G.num_ws, G.w_dim).float(), None, f"latent {path.name}"
+    from gan_bridge.inversion import invert, preset
+    crop = load_crop(path)
+    config = preset(args.invert_preset)
+    if args.invert_steps is not None:
+        if not args.invert_steps > 0:
+            raise CommandError(f"--invert-steps must be a positive factor, got {args.invert_steps}")
+        config = config.scaled(args.invert_steps)
+    result = invert(G, crop.image[None], config)
+    return result.ws, crop.image[None], f"photo {path.name} inverted ({args.invert_preset})"
+
+
+def run(args) -> int:
+    from gan_bridge.directions import load_directions, reenact_latents
+    from gan_bridge.face.photos import atomic_write, check_output_dir, load_face_crop, save_image, save_sheet
+    from gan_bridge.face.shape import load_encoder
+    from gan_bridge.networks.stylegan2 import load_generator
+
+    out = check_output_dir(args.out)
+    files = target_files(args.targets)
+    if not Path(args.generator).is_file():
+        raise CommandError(f"generator checkpoint {args.generator} does not exist")
+    G = load_generator(args.generator).requires_grad_(False)
+    directions = load_directions(args.directions)
+    directions.check_generator(G)
+    encoder = load_encoder(args.encoder, args.model)
+    size = G.resolution
+
+    def load_crop(path):
+        return load_face_crop(path, size, args.align, args.detector)
+
+    ws_s, source_image, what = _source(args, G, load_crop)  # a photo is inverted: needs gradients
+    with torch.no_grad():
+        ws_s = ws_s.detach()
+        targets = torch.stack([load_crop(f).image for f in files])
+        reference = targets[:1] if args.relative else None
+        result = reenact_latents(G, directions, encoder, ws_s, targets, reference=reference,
+                                 source_images=source_image)
+    out.mkdir(parents=True, exist_ok=True)
+    save_image(result.source[0], out / "source.png")
+    for i, image in enumerate(result.reenacted):
+        save_image(image, out / f"frame_{i:05d}.png")
+    shown = sorted({round(i * (len(files) - 1) / max(1, SHEET_FRAMES - 1)) for i in range(SHEET_FRAMES)})
+    src = ("source", result.source[0])
+    panels = ([src] + [(f"target {i}", targets[i]) for i in shown]
+              + [src] + [(f"reenacted {i}", result.reenacted[i]) for i in shown])
+    save_sheet(panels, out / "sheet.png", columns=len(shown) + 1, title=f"source: {what}",
+               notes=[f"{len(files)} target(s); {'relative to the first frame' if args.relative else 'absolute'} "
+                      "pose and expression"])
+    record = {"source": args.source, "source_kind": what, "targets": [str(f) for f in files],
+              "relative": args.relative, "directions": directions.config(),
+              "delta": result.delta.tolist()}
+    atomic_write(out / "reenact.json", json.dumps(record, indent=1) + "\n")
+    print(f"{len(files)} frame(s) of {what} -> {out} (sheet.png)")
+    return 0
