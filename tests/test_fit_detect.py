@@ -139,3 +139,16 @@ def test_mediapipe_in_box_maps_back_to_the_image(faces):
     assert mesh.shape == (468, 2)
     assert nme(detect_module.mesh_to_ibug68(mesh), gt, "box") < 0.04  # whole image: 2.7 %
     assert detect_module.mediapipe_in_box(image, [-500, -500, -400, -400]) is None  # box off the image
+
+
+def test_mediapipe_native_logs_do_not_reach_the_user():
+    """MediaPipe's C++ logs (absl / TFLite notes on fd 2) are silenced; Python's stderr still works."""
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("skimage")
+    import subprocess
+    code = ("import sys; from skimage import data; from morph3d.fitting import detect_faces; "
+            "f = detect_faces(data.astronaut(), 'mediapipe'); print(len(f)); print('after', file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"
+    assert run.stderr.strip() == "after", run.stderr

@@ -115,10 +115,10 @@ def run(args) -> int:
     def load_crop(path):
         return load_face_crop(path, size, args.align, args.detector)
 
+    targets = torch.stack([load_crop(f).image for f in files])  # before the slow inversion: fail early
     ws_s, source_image, what = _source(args, G, load_crop)  # a photo is inverted: needs gradients
     with torch.no_grad():
         ws_s = ws_s.detach()
-        targets = torch.stack([load_crop(f).image for f in files])
         reference = targets[:1] if args.relative else None
         result = reenact_latents(G, directions, encoder, ws_s, targets, reference=reference,
                                  source_images=source_image)

@@ -8,7 +8,7 @@ head-pose error (mean |yaw, pitch, roll| difference, degrees) and expression err
 m_e coefficients) against the target's true parameters; pose and landmarks of the reenacted image are
 read by the encoder.
 
-Baseline: a linear regression from Delta p to Delta w (the first L layers) fitted by least squares on
+References: the source unedited (A = 0), and a baseline: a linear regression from Delta p to Delta w (the first L layers) fitted by least squares on
 random generated source / target pairs, the same form as A but without the losses.
 
     python -m gan_bridge.directions.evaluate --generator G.pt --pairs heldout_pairs.pt A.pt [A2.pt ...]
@@ -130,9 +130,12 @@ def main(argv=None) -> int:
         d = load_directions(path)
         d.check_generator(G)
         methods[Path(path).stem] = d
+    first = next(iter(methods.values()))
     if args.baseline_samples:
-        first = next(iter(methods.values()))
         methods["linear baseline"] = linear_baseline(G, first, encoder, args.baseline_samples)
+    methods["no edit (A = 0)"] = copy.deepcopy(first)
+    with torch.no_grad():
+        methods["no edit (A = 0)"].A.zero_()
     rows = {name: {mode: evaluate(G, d, encoder, pairs, mode == "cross", identity, lpips)
                    for mode in ("self", "cross")} for name, d in methods.items()}
     print(markdown_table(rows))

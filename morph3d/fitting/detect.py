@@ -26,6 +26,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -179,12 +182,28 @@ def mesh_to_ibug68(mesh: np.ndarray) -> np.ndarray:
     return (mesh[ids] * weights[:, :, None]).sum(axis=1)
 
 
+@contextmanager
+def _native_logs_silenced():
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ (absl, TFLite) logs notes there
+    that users cannot act on. Its real failures still raise Python exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _mediapipe_meshes(image: np.ndarray, max_faces: int) -> list[np.ndarray]:
     """MediaPipe Face Mesh on ``image`` (H, W, 3) uint8 -> the 468 points (468, 2) px of each face."""
     mp = _require("mediapipe", "mediapipe", "mediapipe", ".[mediapipe]")
     h, w = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces,
-                                         refine_landmarks=False, min_detection_confidence=0.5) as mesh:
+    with _native_logs_silenced(), mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=max_faces, refine_landmarks=False,
+            min_detection_confidence=0.5) as mesh:
         result = mesh.process(np.ascontiguousarray(image))
     # MediaPipe's normalised coordinates put 0 and 1 on the image edges
     return [np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in face.landmark], dtype=np.float64)
@@ -216,7 +235,8 @@ def _detect_tiles(image: np.ndarray) -> list[tuple[np.ndarray, float]]:
     small, (sx, sy) = resize_longest(image, DETECT_MAX_SIDE)
     h, w = small.shape[:2]
     found = []
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as det:
+    with _native_logs_silenced(), mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=0.5) as det:
         for top in range(0, max(h - TILE, 0) + TILE_STRIDE, TILE_STRIDE):
             for left in range(0, max(w - TILE, 0) + TILE_STRIDE, TILE_STRIDE):
                 tile = np.ascontiguousarray(small[top:top + TILE, left:left + TILE])

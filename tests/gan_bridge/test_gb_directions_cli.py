@@ -159,3 +159,21 @@ def test_world_pairs_and_real_latents_feed_training(files, tmp_path):
                      f"run_dir={tmp_path / extra[:4]}", "steps=1", "batch_size=2", "stats_samples=4",
                      "num_layers=4", "expression_dims=6", "lambda_id=0", "lambda_per=0", "progress=false",
                      "tensorboard=false", "device=cpu", extra]) == 0
+
+
+@pytest.mark.parametrize("name", ["network-snapshot-000000.pkl", "rosinality_000000.pt"])
+def test_user_checkpoints_train_and_reenact(files, tmp_path, name):
+    """NVIDIA and rosinality checkpoints (the StyleGAN2 fixtures) go through the same two commands."""
+    from pathlib import Path
+
+    from gan_bridge.directions.method import export
+    ckpt = Path(__file__).resolve().parent / "data" / "stylegan2" / name
+    run = tmp_path / "run"
+    assert main(["train", "directions", f"generator={ckpt}", f"encoder={files / 'reg.pt'}", f"run_dir={run}",
+                 "steps=1", "batch_size=2", "stats_samples=4", "lambda_id=0", "lambda_per=0", "expression_dims=6",
+                 "progress=false", "tensorboard=false", "device=cpu"]) == 0
+    export(run, tmp_path / "A.pt")
+    args = _args(files, tmp_path / "out", targets=[str(files / "single.png")])
+    args[args.index("--generator") + 1] = str(ckpt)
+    args[args.index("--directions") + 1] = str(tmp_path / "A.pt")
+    assert main(args) == 0 and (tmp_path / "out" / "frame_00000.png").is_file()
