@@ -30,6 +30,8 @@ class DirectionsConfig(TrainConfig):
     paired: optional .pt {'ws': (N, V, num_ws, w_dim), 'images': (N, V, 3, R, R) uint8} of same-identity
     sets (Sec. 3.3); when set, every step uses pairs of one set and adds L_pix, and L_id / L_per compare
     with the target image.
+    init_directions: optional A.pt to start from (A and its pose range), e.g. the mixed-training A that
+    paired fine-tuning refines; its L and m_e override num_layers and expression_dims.
     """
 
     run_dir: str = "runs/directions"
@@ -61,6 +63,7 @@ class DirectionsConfig(TrainConfig):
     real_latents: str = ""
     real_fraction: float = 0.5
     paired: str = ""
+    init_directions: str = ""
 
     def __post_init__(self):
         if self.num_layers < 1:

@@ -8,8 +8,9 @@ head-pose error (mean |yaw, pitch, roll| difference, degrees) and expression err
 m_e coefficients) against the target's true parameters; pose and landmarks of the reenacted image are
 read by the encoder.
 
-References: the source unedited (A = 0), and a baseline: a linear regression from Delta p to Delta w (the first L layers) fitted by least squares on
-random generated source / target pairs, the same form as A but without the losses.
+References: the source unedited (A = 0), and a baseline: a linear regression from Delta p to Delta w (the
+first L layers) fitted by least squares on random generated source / target pairs, the same form as A but
+without the losses.
 
     python -m gan_bridge.directions.evaluate --generator G.pt --pairs heldout_pairs.pt A.pt [A2.pt ...]
 """

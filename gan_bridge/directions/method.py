@@ -10,6 +10,7 @@ are two views of one identity and L_id, L_per and L_pix compare the reenacted im
 
     gan-bridge train directions generator=G.pt run_dir=runs/dirs stats_samples=10000
     python -m gan_bridge.directions.method export runs/dirs A.pt
+    gan-bridge train directions generator=G.pt run_dir=runs/ft paired=pairs.pt init_directions=A.pt
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from gan_bridge.train.registry import register
 
 from .config import DirectionsConfig
 from .losses import EYE_PAIRS, MOUTH_PAIRS, identity_loss, pair_distance_loss, pixel_loss, shape_loss, weighted_total
-from .model import Directions, pose_range, pose_vector, save_directions
+from .model import Directions, load_directions, pose_range, pose_vector, save_directions
 
 STATS_FORMAT = "gan_bridge.directions.pose_stats.v1"
 
@@ -112,9 +113,13 @@ class DirectionsMethod(Method):
         if m_e > self.shape.expression_dim:
             raise ValueError(f"expression_dims={m_e} but the model has {self.shape.expression_dim} expression "
                              "coefficients")
-        directions = Directions(self.G.num_ws, self.G.w_dim, min(c.num_layers, self.G.num_ws), m_e,
-                                c.shift_scale).to(device)
-        directions.set_range(*pose_range(self._pose_samples(m_e, device)))
+        if c.init_directions:
+            directions = load_directions(c.init_directions).train().to(device)
+            directions.check_generator(self.G)
+        else:
+            directions = Directions(self.G.num_ws, self.G.w_dim, min(c.num_layers, self.G.num_ws), m_e,
+                                    c.shift_scale).to(device)
+            directions.set_range(*pose_range(self._pose_samples(m_e, device)))
         if c.real_latents:
             self.real_ws = self._load_latents(c.real_latents, ("ws",))["ws"].float()
         if c.paired:

@@ -260,6 +260,20 @@ def test_mixed_and_paired_data(tmp_path):
         method.build(method.config, torch.device("cpu"))
 
 
+def test_fine_tuning_starts_from_given_directions(tmp_path):
+    G = LinearGenerator()
+    d = Directions(G.num_ws, G.w_dim, num_layers=2, expression_dims=3)
+    with torch.no_grad():
+        d.A.normal_()
+    d.set_range(-torch.arange(1.0, 7.0), torch.arange(1.0, 7.0))
+    save_directions(d, tmp_path / "A.pt")
+    method = _method(tmp_path, init_directions=str(tmp_path / "A.pt"))
+    modules, _ = method.build(method.config, torch.device("cpu"))
+    e = modules["directions"]
+    assert torch.equal(e.A, d.A) and torch.equal(e.p_lo, d.p_lo) and e.num_layers == 2 and e.A.requires_grad
+    assert not (tmp_path / "run" / "pose_stats.pt").exists()  # the given range is kept
+
+
 def test_export_and_registry(tmp_path):
     from gan_bridge.directions.method import export
     from gan_bridge.train import train
