@@ -12,7 +12,8 @@ Three schedules, all expressed by :class:`InversionConfig` (every number configu
   1000 in W+ (step size 10), ADADELTA, step size decayed by 0.1 every 2000 steps, synthesis energy
   ``1e-6 ||I - I(w)||^2 + 1e-6 ||Phi(I) - Phi(I(w))||^2`` with Phi the same VGG16 layers on images
   downsampled by 4 and pixel values in [0, 255] (sums, as the paper's weights imply). PIE's editing,
-  invariance and recognition terms need a RigNet and live with StyleRig, not here.
+  invariance and recognition terms need a RigNet: they enter through ``invert``'s ``energy`` hook
+  (:mod:`gan_bridge.stylerig.pie`).
 
 Images are ``(B, 3, H, W)`` float in [-1, 1] at the generator's resolution; every image of a batch gets
 its own latent. ``weights`` (B, 1, H, W) in [0, 1] optionally restrict the loss to a region (e.g. the
@@ -259,8 +260,12 @@ def _check_targets(G, images: torch.Tensor, weights: torch.Tensor | None) -> Non
 
 
 def invert(G, images: torch.Tensor, config: InversionConfig | None = None, weights: torch.Tensor | None = None,
-           progress: bool = True) -> InversionResult:
+           progress: bool = True, energy=None) -> InversionResult:
     """Find latents whose images match ``images`` (B, 3, H, W) in [-1, 1] at the generator's resolution.
+
+    energy: optional extra terms, a callable ``(ws (B, num_ws, w_dim), synth (B, 3, H, W), step) -> scalar``
+    added to the synthesis energy each step (PIE's editing and recognition terms:
+    :class:`gan_bridge.stylerig.pie.PIEEnergy`); it sees the frozen copy of G through ``ws`` only.
 
     G is not modified (a frozen copy is used). Returns :class:`InversionResult` with PSNR / SSIM / LPIPS
     of the reconstruction.
@@ -301,6 +306,8 @@ def invert(G, images: torch.Tensor, config: InversionConfig | None = None, weigh
             ws = code[:, None].expand(-1, G.num_ws, -1) if code.dim() == 2 else code
             synth = G.synthesis(ws, noise=noises)
             loss = target_loss(synth)
+            if energy is not None:
+                loss = loss + energy(ws, synth, global_step)
             if config.optimize_noise and config.noise_reg_weight > 0:
                 loss = loss + config.noise_reg_weight * noise_regularization(noises)
             if not torch.isfinite(loss):

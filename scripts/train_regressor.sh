@@ -24,7 +24,7 @@ cd "$REPO"
 [ -f "$WORK/heldout.pt" ] || python -m gan_bridge.methods.regressor cache "$WORK/heldout.pt" --count 1000 --split heldout
 [ -f "$WORK/train.pt" ] || python -m gan_bridge.methods.regressor cache "$WORK/train.pt" --count "$COUNT" --split train
 for steps in "$PHASE1" "$STEPS"; do
-    gan-bridge train gan_bridge.methods.regressor:Regressor cache="$WORK/train.pt" run_dir="$WORK/run" \
+    gan-bridge train regressor cache="$WORK/train.pt" run_dir="$WORK/run" \
         steps="$steps" batch_size=32 lr=2e-3 checkpoint_every=250 log_every=50 progress=false
 done
 python -m gan_bridge.methods.regressor export "$WORK/run" assets/regressor_open.pt \

@@ -303,3 +303,26 @@ def test_fit_cli_init_regressor(tmp_path, open_model):
     from morph3d.model import canonical
     canonical.save(tiny_canonical(), sfm_like)
     assert cli.main(args + ["--init", "regressor", "--model", str(sfm_like)]) == 2  # weights are for 'open'
+
+
+def test_deep3d_five_points_from_a_model_and_bad_landmarks():
+    from conftest import tiny_canonical
+    from morph3d.model import MorphableModel
+    from morph3d.regress.deep3d import model_five_points
+    tiny = MorphableModel(tiny_canonical())
+    pts = model_five_points(tiny)
+    lm = tiny.landmarks(tiny.vertices_mean[None])[0].double().numpy()
+    np.testing.assert_allclose(pts, five_points(lm) / 100.0)
+    with pytest.raises(ValueError, match="finite 2D landmarks"):
+        deep3d_crop(np.full((68, 2), np.nan), pts)
+
+
+def test_predict_refuses_bad_inputs(open_model):
+    net = SmallRegressor(SmallRegressorConfig(input_size=32, widths=(4, 4, 8, 8, 16), head=16, out_dim=113))
+    reg = Regressor(open_model, net)
+    image = np.zeros((50, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"\(68, 2\) or \(F, 68, 2\)"):
+        reg.predict(image, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="uint8 RGB image"):
+        reg.predict(image.astype(np.float32), np.zeros((68, 2)))
+    assert reg.predict(image, np.random.default_rng(0).uniform(5, 35, (2, 68, 2))).batch_size == 2

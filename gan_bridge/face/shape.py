@@ -10,13 +10,13 @@ images (a fixed crop box instead of a landmark-framed crop).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from morph3d.model import Camera, euler_to_matrix, load_model
+from morph3d.model import Camera, FaceParams, euler_to_matrix, load_model
 from morph3d.regress import crop_boxes, crop_cameras, crop_images, decode_targets, load_regressor
 
 
@@ -25,17 +25,21 @@ class FaceCoefficients:
     """What an encoder reads from a batch of face images.
 
     identity: (B, Ki), expression: (B, Ke) model coefficients; rotation: (B, 3) Euler [yaw, pitch, roll],
-    radians; landmarks: (B, 68, 2) pixels of the input images (0-based) or None when unknown.
+    radians; landmarks: (B, 68, 2) pixels of the input images (0-based) or None when unknown;
+    params: every decoded parameter (texture, lighting, translation too) as FaceParams in the input
+    images' own camera (``Camera.create(B, (H, W))``), or None when the encoder does not give them.
     """
 
     identity: torch.Tensor
     expression: torch.Tensor
     rotation: torch.Tensor
     landmarks: torch.Tensor | None = None
+    params: FaceParams | None = None
 
     def detach(self) -> "FaceCoefficients":
         lm = None if self.landmarks is None else self.landmarks.detach()
-        return FaceCoefficients(self.identity.detach(), self.expression.detach(), self.rotation.detach(), lm)
+        params = None if self.params is None else self.params.detach()
+        return FaceCoefficients(self.identity.detach(), self.expression.detach(), self.rotation.detach(), lm, params)
 
 
 class ShapeModel(nn.Module):
@@ -118,7 +122,9 @@ class RegressorEncoder(nn.Module):
         params = decode_targets(targets, self.model, crop_cam)
         lm_crop = self.model(params).landmarks_2d
         landmarks = (lm_crop + 0.5) * (side / size)[:, None, None] + corner[:, None] - 0.5
-        return FaceCoefficients(params.identity, params.expression, params.rotation, landmarks)
+        # a crop camera is the image camera rescaled in pixels, so the 3D parameters hold in both
+        return FaceCoefficients(params.identity, params.expression, params.rotation, landmarks,
+                                replace(params, camera=cam))
 
 
 def load_encoder(weights: str | Path | None = None, model: str = "open",

@@ -18,7 +18,7 @@ holds ``{"format": CACHE_FORMAT, "images": (N, 3, S, S) uint8 sRGB, "params": {f
 reads it (``cache=PATH``), or renders on the fly when ``cache`` is empty.
 
     python -m gan_bridge.methods.regressor cache /tmp/reg/train.pt --count 30000
-    gan-bridge train gan_bridge.methods.regressor:Regressor cache=/tmp/reg/train.pt run_dir=/tmp/reg/run
+    gan-bridge train regressor cache=/tmp/reg/train.pt run_dir=/tmp/reg/run steps=4000
     python -m gan_bridge.methods.regressor export /tmp/reg/run OUT.pt
 """
 from __future__ import annotations
@@ -35,7 +35,6 @@ import torch
 from torch.utils.data import Dataset
 
 from gan_bridge.train import Method, TrainConfig, sharded_loader
-from gan_bridge.train.registry import register
 
 CACHE_FORMAT = "gan_bridge.regressor_cache.v1"
 PARAM_FIELDS = ("identity", "expression", "texture", "rotation", "translation", "lighting")
@@ -238,27 +237,22 @@ def regressor_losses(z, mean, std, model, params, landmarks, weights: dict) -> d
 
 
 class Regressor(Method):
-    """``gan-bridge train gan_bridge.methods.regressor:Regressor`` (registered as ``regressor`` once this
-    module is imported): see the module docstring and :class:`RegressorConfig`."""
+    """``gan-bridge train regressor``: see the module docstring and :class:`RegressorConfig`."""
 
     config_class = RegressorConfig
 
     def build(self, config: RegressorConfig, device: torch.device):
         from morph3d.model import load_model
-        from morph3d.regress import SmallRegressor, SmallRegressorConfig, target_dim
+        from morph3d.regress import SmallRegressor, SmallRegressorConfig, encode_targets, target_dim
 
-        self.model = load_model(config.model).to(device)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = load_model(config.model).to(device).requires_grad_(False)
         self._dataset = self._make_dataset(config)
         net = SmallRegressor(SmallRegressorConfig(config.input_size, config.widths, config.head,
                                                   target_dim(self.model))).to(device)
         stats = self._dataset.__getitems__(list(range(min(config.stat_samples, len(self._dataset)))))
         with torch.no_grad():
-            from morph3d.regress import encode_targets
             _, params, _ = frame_batch(stats, config.input_size)
-            net.set_target_statistics(encode_targets(params, self.model.cpu()).to(device))
-        self.model.to(device)
+            net.set_target_statistics(encode_targets(params.to(device), self.model))
         net = net.to(memory_format=torch.channels_last)  # faster convolutions on CPU
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         return {"regressor": net}, {"regressor": opt}
@@ -306,9 +300,6 @@ class Regressor(Method):
         out = {"loss": loss.detach()}
         out.update({k: v.detach() for k, v in losses.items()})
         return out
-
-
-register("regressor", "gan_bridge.methods.regressor:Regressor")
 
 
 def export_weights(source: str | Path, out: str | Path, recipe: str = "") -> Path:

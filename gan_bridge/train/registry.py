@@ -10,7 +10,10 @@ import importlib
 from .method import Method
 
 METHODS: dict[str, str] = {"stylegan2": "gan_bridge.methods.stylegan2:StyleGAN2",
-                           "directions": "gan_bridge.directions.method:DirectionsMethod"}
+                           "directions": "gan_bridge.directions.method:DirectionsMethod",
+                           "stylerig": "gan_bridge.stylerig.method:StyleRigMethod",
+                           "regressor": "gan_bridge.methods.regressor:Regressor",
+                           "pas": "gan_bridge.pas.method:PasMethod"}
 
 
 def register(name: str, target: str) -> None:

@@ -40,7 +40,10 @@ class Regressor:
     def crops(self, image: np.ndarray, landmarks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """image (H, W, 3) uint8, landmarks (F, 68, 2) px -> (crops (F, 3, S, S) in [-1, 1], corners (F, 2),
         sides (F,)) (pixel-edge coordinates)."""
-        lm = torch.as_tensor(np.asarray(landmarks, dtype=np.float64)).reshape(-1, 68, 2)
+        lm = np.asarray(landmarks, dtype=np.float64)
+        if lm.ndim not in (2, 3) or lm.shape[-2:] != (68, 2):
+            raise ValueError(f"landmarks must be (68, 2) or (F, 68, 2) pixels, got {lm.shape}")
+        lm = torch.from_numpy(lm.reshape(-1, 68, 2))
         corner, side = crop_boxes(lm)
         size = self.input_size
         out = []

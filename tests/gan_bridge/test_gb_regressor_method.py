@@ -69,6 +69,11 @@ def test_losses_vanish_at_the_truth_and_grow_away(cache_file, model):
         pytest.approx(3 * away["param"].item(), rel=1e-5)
 
 
+def test_registered_for_the_train_command():
+    from gan_bridge.train.registry import resolve_method
+    assert resolve_method("regressor") is Regressor
+
+
 def test_tiny_run_trains_resumes_and_exports(cache_file, tmp_path, model):
     run = tmp_path / "run"
     cfg = RegressorConfig(run_dir=str(run), cache=str(cache_file), steps=4, lr=3e-3, warmup=1, **TINY)
