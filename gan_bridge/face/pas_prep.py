@@ -141,9 +141,11 @@ def preprocess(image: torch.Tensor, landmarks_source: torch.Tensor, landmarks_ta
     The exposed half of I (larger projected landmark box) picks the corresponding landmarks; their least-squares
     similarity to J's gives I_tf. The 3D landmarks give these correspondences even where J hides that half.
     """
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3 or image.shape[0] == 0:
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a non-empty (B, 3, H, W) batch in [-1, 1], got {shape}")
+        raise ValueError(f"image must be a (B, 3, H, W) batch in [-1, 1], got {shape}")
+    if image.shape[0] == 0:
+        raise ValueError("image is an empty batch: pass at least one face")
     if not torch.isfinite(image).all():
         raise ValueError("image contains NaN or Inf values")
     _check_landmarks(landmarks_source, "landmarks_source")

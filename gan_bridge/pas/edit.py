@@ -77,7 +77,9 @@ class PasEditor:
                 net.eval().requires_grad_(False)
 
     @classmethod
-    def load(cls, path: str | Path, identity: Optional[IdentityFn] = None) -> "PasEditor":
+    def load(cls, path: str | Path, identity: Optional[IdentityFn] = None,
+             identity_dim: Optional[int] = None) -> "PasEditor":
+        """``identity`` / ``identity_dim``: the features the run was trained with when it used a custom network."""
         from gan_bridge.train import latest_checkpoint, load_checkpoint
         from gan_bridge.train.config import from_dict
         path = Path(path)
@@ -90,7 +92,7 @@ class PasEditor:
             if identity is None:
                 identity, dim = default_identity(config)
             else:
-                dim = DLIB_DIM if config.identity_net == "dlib" else 0
+                dim = identity_dim if identity_dim is not None else DLIB_DIM
             nets = build_networks(config, dim)
             for name, net in nets.items():
                 net.load_state_dict(state["modules"][name])

@@ -62,6 +62,8 @@ class PIEConfig:
 
     preset / steps_scale: the schedule of :mod:`gan_bridge.inversion` ('pie': 2000 W + 1000 W+ steps,
     ADADELTA from 50 / 10, x0.1 every 2000 steps) with its step counts scaled by ``steps_scale``.
+    hierarchical: False replaces the W then W+ stages by one W+ stage of all their steps at the W+ step
+    size (the paper's "direct W+" ablation).
     modification: use E_id, E_edit and E_inv; recognition: use E_recog (the paper's ablations).
     lambda_*: Eqs. 8, 11, 13, 15 (lambda_id 1, lambda_e 10, lambda_inv 10, lambda_rw 0.1, lambda_rv 0.1);
     photometric / landmark: l's weights (lambda_ph 0.001, lambda_lm 0.2).
@@ -70,6 +72,7 @@ class PIEConfig:
 
     preset: str = "pie"
     steps_scale: float = 1.0
+    hierarchical: bool = True
     modification: bool = True
     recognition: bool = True
     lambda_id: float = 1.0

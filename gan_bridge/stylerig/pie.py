@@ -16,10 +16,13 @@ inversion's. l is :func:`gan_bridge.face.rig.render_loss`.
 """
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import torch
 
 from gan_bridge.face.rig import RigFace, mix, render_loss, tau
-from gan_bridge.inversion import InversionResult, invert, preset
+from gan_bridge.inversion import InversionResult, Stage, invert, preset
 
 from .config import PIEConfig
 
@@ -96,9 +99,11 @@ def embed(G, rignet, face: RigFace, images: torch.Tensor, config: PIEConfig | No
     (``ws`` (B, num_ws, w_dim) ready for the RigNets)."""
     config = config or PIEConfig()
     schedule = preset(config.preset, seed=config.seed)
+    if not config.hierarchical:
+        schedule = replace(schedule, stages=(Stage("w+", schedule.total_steps, schedule.stages[-1].lr),))
     if config.steps_scale != 1.0:
         schedule = schedule.scaled(config.steps_scale)
-    G = G.eval().requires_grad_(False)
+    G = copy.deepcopy(G).eval().requires_grad_(False)  # the caller's G keeps its mode and gradients
     energy = PIEEnergy(G, rignet, face, images, config, identity) if (config.modification or config.recognition) \
         else None
     return invert(G, images, schedule, weights=weights, progress=progress, energy=energy)
