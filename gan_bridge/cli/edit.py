@@ -40,6 +40,11 @@ def add_parser(sub) -> None:
     p.add_argument("--no-feedback", action="store_true", help="no theta_new = theta + (theta - theta_est) correction")
     p.add_argument("--encoder", default=None, help="image -> 3DMM regressor weights (default: morph3d's bundled)")
     p.add_argument("--model", default="open", help="morphable model of the regressor (default: open)")
+    p.add_argument("--encoder-box", type=float, nargs=3, default=None, metavar=("LEFT", "TOP", "SIDE"),
+                   help="the regressor's first-pass face box in image fractions (default: as RigNet training, "
+                        "0.15 0.15 0.7)")
+    p.add_argument("--encoder-reframe", type=int, default=None,
+                   help="passes re-framed by the previous landmarks (default: as RigNet training, 3)")
     p.add_argument("--align", default="ffhq", choices=("ffhq", "none"),
                    help="ffhq: FFHQ crop from detected landmarks; none: resize the whole image")
     p.add_argument("--detector", default="dlib", help="landmark detector for --align ffhq")
@@ -82,9 +87,21 @@ def edit_spec(args):
     spec.expression.update(_pairs(args.expression, "--expression"))
     spec.light.update(_pairs(args.light, "--light", int))
     spec.light_scale *= args.light_scale
+    spec.__post_init__()  # the command line's values are checked too
     if not spec.modes():
         raise CommandError("nothing to edit: give --yaw/--pitch/--roll, --expression, --light or --config")
     return spec
+
+
+def encoder_framing(args) -> tuple:
+    """(box, reframe passes) of the encoder: the command line's, else StyleRig training's defaults."""
+    from gan_bridge.stylerig.config import StyleRigConfig
+    defaults = StyleRigConfig()
+    box = tuple(args.encoder_box) if args.encoder_box else defaults.encoder_box
+    reframe = defaults.encoder_reframe if args.encoder_reframe is None else args.encoder_reframe
+    if not box[2] > 0 or reframe < 0:
+        raise CommandError("--encoder-box needs SIDE > 0 and --encoder-reframe >= 0")
+    return box, reframe
 
 
 def _embedding(args, G, rignets, face):
@@ -146,7 +163,7 @@ def run(args) -> int:
     if missing:
         raise CommandError(f"the edits change {', '.join(missing)} but {args.rignet} has no "
                            f"{', '.join(m + '.pt' for m in missing)}")
-    face = RigFace(load_encoder(args.encoder, args.model))
+    face = RigFace(load_encoder(args.encoder, args.model, *encoder_framing(args)))
     ws, image, what, record = _embedding(args, G, rignets, face)
     ws = ws.detach()
     steps = sequential_edit(G, rignets, face, ws, spec, feedback=not args.no_feedback)

@@ -199,6 +199,18 @@ def posed_landmarks(model: MorphableModel, params: FaceParams, yaw_deg: float = 
     return torch.cat([after[..., :2] + shift, after[..., 2:]], -1)
 
 
+def flow_warp(model: MorphableModel, images: torch.Tensor, params_source: FaceParams,
+              params_target: FaceParams) -> torch.Tensor:
+    """The plain 3DMM warp baseline: images (B, 3, H, W) of the faces ``params_source`` warped to ``params_target``
+    by morph3d's ``render_flow`` + ``warp_by_flow``; pixels without a valid flow (background, parts hidden in the
+    source) keep the source image. Returns (B, 3, H, W)."""
+    from morph3d.render import render_flow, warp_by_flow
+    with torch.no_grad():
+        flow, valid = render_flow(model, params_target, params_source)
+    warped = warp_by_flow(images, flow.to(images), valid)
+    return torch.where(valid.to(images.device), warped, images)
+
+
 def fit_photo(model: MorphableModel, image: np.ndarray, landmarks_2d: np.ndarray, regressor=None) -> FaceParams:
     """FaceParams (1 face) of a photo (H, W, 3) uint8 RGB from its 68 2D landmarks (pixels), by morph3d's
     image -> 3DMM regressor (``regressor``: a ``morph3d.regress.Regressor``, default the bundled one)."""
@@ -208,5 +220,5 @@ def fit_photo(model: MorphableModel, image: np.ndarray, landmarks_2d: np.ndarray
 
 
 __all__ = ["LEFT_SIDE", "MIDLINE", "PasInputs", "RIGHT_SIDE", "SIDES", "SIDE_NAMES", "apply_transform",
-           "exposed_side", "fit_photo", "landmarks_3d", "posed_landmarks", "preprocess", "segmentation",
+           "exposed_side", "fit_photo", "flow_warp", "landmarks_3d", "posed_landmarks", "preprocess", "segmentation",
            "side_box_areas", "similarity_transform", "warp_similarity"]

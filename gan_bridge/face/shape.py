@@ -82,10 +82,11 @@ class RegressorEncoder(nn.Module):
     (left, top, side as fractions of the image side; default the whole image), resampled bilinearly to
     the network's input size; with ``reframe`` it is read again from the square the regressor was
     trained on (``CROP_MARGIN`` x the box of the first pass's landmarks, not differentiated), so faces of
-    any size in the image are framed alike. Landmarks are the decoded model's 68 points in image pixels.
+    any size in the image are framed alike. ``reframe`` may be a number of such passes (True = 1), each
+    framed by the previous pass's landmarks. Landmarks are the decoded model's 68 points in image pixels.
     """
 
-    def __init__(self, regressor, box: tuple[float, float, float] = (0.0, 0.0, 1.0), reframe: bool = True):
+    def __init__(self, regressor, box: tuple[float, float, float] = (0.0, 0.0, 1.0), reframe: bool | int = True):
         super().__init__()
         if not (len(box) == 3 and box[2] > 0):
             raise ValueError(f"box must be (left, top, side) fractions with side > 0, got {box}")
@@ -107,7 +108,7 @@ class RegressorEncoder(nn.Module):
         corner = images.new_tensor([self.box[0] * w, self.box[1] * h]).expand(b, 2)
         side = images.new_full((b,), self.box[2] * w)
         out = self._read(images, corner, side)
-        if self.reframe:
+        for _ in range(int(self.reframe)):
             corner, side = crop_boxes(out.landmarks.detach())
             out = self._read(images, corner, side)
         return out
@@ -128,7 +129,7 @@ class RegressorEncoder(nn.Module):
 
 
 def load_encoder(weights: str | Path | None = None, model: str = "open",
-                 box: tuple[float, float, float] = (0.0, 0.0, 1.0), reframe: bool = True) -> RegressorEncoder:
+                 box: tuple[float, float, float] = (0.0, 0.0, 1.0), reframe: bool | int = True) -> RegressorEncoder:
     """A :class:`RegressorEncoder` from regressor ``weights`` (default: morph3d's bundled ones)."""
     return RegressorEncoder(load_regressor(load_model(model), weights), box, reframe)
 

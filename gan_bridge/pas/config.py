@@ -38,7 +38,7 @@ class PasConfig(TrainConfig):
     betas: tuple[float, float] = (0.9, 0.999)
     sample_every: int = 1000
     checkpoint_every: int = 2000
-    num_samples: int = 6
+    num_samples: int = 5
     image_size: int = 128
     world_model: str = "open"
     world_identities: int = 100_000

@@ -96,7 +96,7 @@ class PasEditor:
             nets = build_networks(config, dim)
             for name, net in nets.items():
                 net.load_state_dict(state["modules"][name])
-        except (KeyError, RuntimeError, TypeError) as exc:
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ValueError(f"{ckpt} is not a PAS checkpoint ({type(exc).__name__}: {str(exc)[:80]}); "
                              "pass a checkpoint of 'gan-bridge train pas'") from None
         return cls(config, nets, identity)

@@ -175,13 +175,15 @@ class PasMethod(Method):
         return self.world.heldout().identity_sets(range(n), 2, self.config.vary)
 
     def sample(self, fixed: WorldBatch) -> torch.Tensor:
-        """Rows: I, I_tf, J_hat_fake (PAS), J_fake (final), J -> (5n, 3, H, W) in [-1, 1]."""
+        """Per pair: I, I_tf, J_hat_fake (PAS), J_fake (final), J -> (5n, 3, H, W) in [-1, 1] (one pair per row of
+        the grid with the default num_samples = 5)."""
         d = self.pairs(fixed)
         inputs = preprocess(d["I"], d["lm_I"], d["lm_J"])
         pas, gen = self.raw_modules.get("pas"), self.raw_modules.get("gen")
         feats = self._features(d["I"], d["lm_I"]) if gen is not None else None
         r = run_pipeline(pas, gen, inputs, d["lm_J"], feats)
-        return torch.cat([d["I"], inputs.image_tf, r.sampled, r.final, d["J"]]).clamp(-1, 1)
+        panels = torch.stack([d["I"], inputs.image_tf, r.sampled, r.final, d["J"]], 1)
+        return panels.flatten(0, 1).clamp(-1, 1)
 
 
 register("pas", "gan_bridge.pas.method:PasMethod")

@@ -13,7 +13,11 @@ class StyleRigConfig(TrainConfig):
 
     mode: the control mode, 'pose', 'expression' or 'lighting' (one RigNet per mode).
     generator: StyleGAN2 checkpoint; encoder: image -> 3DMM regressor weights ('' = morph3d's bundled);
-    encoder_box / encoder_reframe: as :func:`gan_bridge.face.shape.load_encoder`; shape_model: its model.
+    encoder_box / encoder_reframe: as :func:`gan_bridge.face.shape.load_encoder` (first-pass box, then
+    this many passes framed by the previous landmarks; on held-out world photos at 128 px the bundled
+    regressor's mean pose error is 24.9 deg after the whole-image pass and 19.9 after one reframe, but
+    14.5 / 8.3 / 5.8 / 4.5 deg after 0 / 1 / 2 / 3 reframes from the central 70 % box; 3.3 deg from
+    crops framed by the true landmarks); shape_model: its model.
     latent_dim: l_k per W+ layer (StyleRig 32); hidden: the decoder's hidden width (0 = w_dim).
     truncation_psi: of the sampled codes v and w.
     photometric_weight / landmark_weight: of l(I', theta) (:func:`gan_bridge.face.rig.render_loss`; PIE's
@@ -33,8 +37,8 @@ class StyleRigConfig(TrainConfig):
     mode: str = "pose"
     generator: str = ""
     encoder: str = ""
-    encoder_box: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    encoder_reframe: bool = True
+    encoder_box: tuple[float, float, float] = (0.15, 0.15, 0.7)
+    encoder_reframe: int = 3
     shape_model: str = "open"
     latent_dim: int = 32
     hidden: int = 0

@@ -32,6 +32,11 @@ class EditSpec:
     light: dict = field(default_factory=dict)
     light_scale: float = 1.0
 
+    def __post_init__(self):
+        values = [self.yaw, self.pitch, self.roll, self.light_scale, *self.expression.values(), *self.light.values()]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("edit values must be finite numbers (got NaN or Inf)")
+
     def modes(self) -> list[str]:
         """The control modes this spec changes, in :data:`ORDER`."""
         wanted = {"pose": any((self.yaw, self.pitch, self.roll)), "expression": bool(self.expression),

@@ -28,7 +28,7 @@ import torch
 
 from gan_bridge.face.rig import MODE_FIELD, RigFace, tau
 
-from .config import PIEConfig
+from .config import PIEConfig, StyleRigConfig
 from .edit import apply_edit
 from .pie import embed
 
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.rignet} has no {args.mode}.pt")
     rignet = rignets[args.mode]
     rignet.check_generator(G)
-    face = RigFace(load_encoder(args.encoder))
+    defaults = StyleRigConfig()
+    face = RigFace(load_encoder(args.encoder, "open", defaults.encoder_box, defaults.encoder_reframe))
     targets = sample_targets(G, face, args.mode, args.edits, args.seed)
     rows = {}
     if args.latents:

@@ -4,8 +4,13 @@ Each step draws two batches of codes v, w (random z through the frozen generator
 and minimises :func:`gan_bridge.stylerig.losses.stylerig_losses` for the RigNet of ``mode``. No paired
 data: the encoder (image -> 3DMM regressor) reads every image's parameters.
 
-    gan-bridge train stylerig generator=G.pt mode=pose run_dir=runs/rig-pose
-    python -m gan_bridge.stylerig.method export runs/rig-pose rignets/pose.pt
+Recipe for the three RigNets of one generator (then ``gan-bridge edit ... --rignet rignets``):
+
+    for m in pose lighting expression; do
+      gan-bridge train stylerig generator=G.pt mode=$m run_dir=runs/rig-$m
+      python -m gan_bridge.stylerig.method export runs/rig-$m rignets/$m.pt
+    done
+    python -m gan_bridge.stylerig.evaluate --generator G.pt --rignet rignets --mode pose --out eval.json
 """
 from __future__ import annotations
 

@@ -39,6 +39,10 @@ class PIEEnergy:
         self.G, self.rignet, self.face = G, rignet, face
         self.config = config or PIEConfig()
         rignet.check_generator(G)
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            raise ValueError(f"PIE needs a non-empty (B, 3, H, W) batch of images, got {tuple(images.shape)}")
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or Inf values")
         if self.config.recognition and identity is None:
             from gan_bridge.face.identity import identity_embedding
             identity = identity_embedding

@@ -198,6 +198,57 @@ def test_cli_errors(run, tmp_path, capsys):
     (tmp_path / "f.png").write_bytes(b"")
     assert main(["pas", "rotate", str(tmp_path / "f.png"), "--weights", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "corrupt" in capsys.readouterr().err
+    torch.save({"step": 1, "config": {"hidden": 3}, "modules": {}}, bad)  # another method's checkpoint
+    assert main(["pas", "rotate", str(tmp_path / "f.png"), "--weights", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "not a PAS checkpoint" in capsys.readouterr().err
     assert main(["pas", "rotate", str(tmp_path / "f.png"), "--weights", str(tmp_path / "none"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "train with 'gan-bridge train pas'" in capsys.readouterr().err
+
+
+def test_sample_grid_shows_each_pair_in_one_row(world):
+    torch.manual_seed(0)
+    m = ready(make(world, identity_net="none"))
+    fixed = m.fixed_inputs(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = m.sample(fixed)
+    assert out.shape == (10, 3, S, S)
+    torch.testing.assert_close(out[[0, 5]], fixed.image[0::2].clamp(-1, 1))  # I
+    torch.testing.assert_close(out[[4, 9]], fixed.image[1::2].clamp(-1, 1))  # J
+
+
+def test_evaluation_table_and_the_3dmm_warp_baseline(run, world):
+    from gan_bridge.pas.evaluate import editor_method, evaluate, table, warp_method
+    root, _ = run
+
+    def oracle(w, batch):
+        return batch.image[1::2]
+
+    def source(w, batch):
+        return batch.image[0::2]
+
+    res = evaluate({"oracle": oracle, "source": source, "warp": warp_method,
+                    "full": editor_method(PasEditor.load(root / "run"))}, world, pairs=3, batch_size=2, csim=False)
+    assert res["oracle"]["l1"] == pytest.approx(0, abs=1e-6) and res["oracle"]["ssim"] == pytest.approx(1, abs=1e-4)
+    assert res["oracle"]["lpips"] == pytest.approx(0, abs=1e-4) and "csim" not in res["oracle"]
+    assert res["warp"]["l1"] < res["source"]["l1"]  # the exact 3DMM flow moves the face towards the target
+    assert all(np.isfinite(v) for v in res["full"].values())
+    assert table(res).splitlines()[0] == "| method | l1 | ssim | lpips |"
+    same = evaluate({"warp": warp_method}, world, pairs=2, batch_size=2, vary=(), csim=False)
+    assert same["warp"]["l1"] == pytest.approx(0, abs=1e-4)  # identical views: the warp is the identity
+
+
+@pytest.mark.shared
+def test_cli_on_a_real_photo(run, tmp_path):
+    from pathlib import Path
+    faces = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
+    if not (faces / "manifest.json").is_file():
+        pytest.skip("../shared/data/faces is absent")
+    entry = json.loads((faces / "manifest.json").read_text())["entries"][0]
+    np.save(tmp_path / "lm.npy", np.asarray(entry["landmarks68"], dtype=np.float64))
+    root, _ = run
+    out = tmp_path / "out"
+    assert main(["pas", "rotate", str(faces / entry["file"]), "--weights", str(root / "run"), "--yaw", "-20",
+                 "--pitch", "10", "--landmarks", str(tmp_path / "lm.npy"), "--out", str(out)]) == 0
+    stem = Path(entry["file"]).stem
+    assert (out / stem / "final.png").is_file() and (out / stem / "sheet.png").is_file()

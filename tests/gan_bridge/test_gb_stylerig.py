@@ -268,6 +268,10 @@ def test_pie_energy_known_answers(world):
     energy = PIEEnergy(G, SlotRig("pose"), face, image, PIEConfig(modification=False), identity=ident)
     energy(w2, synth, 0)
     assert set(energy.terms) == {"recog_w", "recog_v"}
+    with pytest.raises(ValueError, match="NaN"):
+        PIEEnergy(G, SlotRig("pose"), face, image * float("nan"), config, identity=ident)
+    with pytest.raises(ValueError, match="non-empty"):
+        PIEEnergy(G, SlotRig("pose"), face, image[:0], config, identity=ident)
 
 
 def test_invert_adds_the_energy_hook():
@@ -342,6 +346,8 @@ def test_edit_spec_targets(world):
     assert EditSpec().modes() == []
     with pytest.raises(ValueError, match="unknown edit keys"):
         EditSpec.from_dict({"yawn": 1})
+    with pytest.raises(ValueError, match="finite"):
+        EditSpec(yaw=float("nan"))
 
 
 def test_feedback_corrects_an_under_editing_rig(world):

@@ -94,6 +94,8 @@ def test_pie_embedding_of_a_photo_with_the_nvidia_checkpoint(files, tmp_path):
     (("--expression", "smile"), "rigs", "bad --expression"),
     (("--yaw", "10"), "other", "train a RigNet for this generator"),
     (("--expression", "grin=1"), "rigs", "no expression 'grin'"),
+    (("--yaw", "5", "--encoder-reframe", "-1"), "rigs", "--encoder-reframe >= 0"),
+    (("--yaw", "nan"), "rigs", "finite"),
 ])
 def test_edit_errors_are_one_line(files, tmp_path, capsys, extra, rigs, message):
     assert main(_args(files, tmp_path / "out", *extra, rigs=rigs)) == 2
