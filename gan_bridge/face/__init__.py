@@ -5,5 +5,7 @@
 - ``crops`` / ``photos``: FFHQ crops, face-region weights, photo loading and picture writing.
 - ``align`` / ``identity``: dlib's face-chip alignment and identity embeddings of photos.
 - ``shape``: 3DMM shapes and the image -> 3DMM encoder for losses.
+- ``rig``: 3DMM parameter subsets, rendering and losses for StyleRig / PIE.
+- ``pas_prep``: PAS preprocessing (exposed side, similarity alignment, landmark segmentation maps).
 - ``param_table``: the fitted-parameter tables written by ``morph3d fit-table``.
 """
