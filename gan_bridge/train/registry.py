@@ -13,7 +13,9 @@ METHODS: dict[str, str] = {"stylegan2": "gan_bridge.methods.stylegan2:StyleGAN2"
                            "directions": "gan_bridge.directions.method:DirectionsMethod",
                            "stylerig": "gan_bridge.stylerig.method:StyleRigMethod",
                            "regressor": "gan_bridge.methods.regressor:Regressor",
-                           "pas": "gan_bridge.pas.method:PasMethod"}
+                           "pas": "gan_bridge.pas.method:PasMethod",
+                           "linet": "gan_bridge.linet.method:LinetMethod",
+                           "disco": "gan_bridge.disco.method:DiscoMethod"}
 
 
 def register(name: str, target: str) -> None:

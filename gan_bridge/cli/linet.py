@@ -1,0 +1,86 @@
+"""``gan-bridge linet reenact SOURCE DRIVING --weights RUN --out DIR``: LI-Net face reenactment."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import CommandError
+from .pas import image_files
+
+LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("linet", help="large-pose face reenactment (LI-Net)",
+                       description="Face reenactment with LI-Net (landmark transformer, face rotation module, "
+                                   "expression enhancing generator).")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = actions.add_parser("reenact", help="give the source face the pose and expression of driving faces",
+                           description="Reenact the face of SOURCE with the pose and expression of DRIVING (a photo "
+                                       "or a folder of frames). Landmarks come from a file beside each image with "
+                                       "the same name (.npy/.pts/.json, 68 points) or are detected. Writes "
+                                       "DIR/frames/<frame>.png (reenacted), DIR/rotated/<frame>.png (R's output), "
+                                       "DIR/sheet.png and DIR/linet.json.")
+    r.add_argument("source", help="source photo (the identity)")
+    r.add_argument("driving", help="driving photo or folder of frames (pose and expression)")
+    r.add_argument("--weights", required=True, help="'gan-bridge train linet' run folder or ckpt-*.pt")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--no-transformer", action="store_true",
+                   help="drive R and G with the driving landmarks directly (the ablation without T)")
+    r.add_argument("--detector", default="dlib", help="landmark detector when no landmark file is given")
+    r.set_defaults(run=run)
+
+
+def sidecar_landmarks(image: Path) -> Path | None:
+    """The landmark file beside ``image`` with the same stem, if any."""
+    for suffix in LANDMARK_SUFFIXES:
+        candidate = image.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _face(path: Path, size: int, detector: str):
+    """-> (crop (1, 3, S, S) in [-1, 1], landmarks (1, 68, 2) crop pixels)."""
+    from gan_bridge.face.photos import load_face_crop
+    crop = load_face_crop(path, size, "ffhq", detector, landmarks=sidecar_landmarks(path))
+    return crop.image[None], torch.as_tensor(np.asarray(crop.landmarks), dtype=torch.float32)[None]
+
+
+def run(args) -> int:
+    from gan_bridge.face.photos import atomic_write, check_output_dir, save_image, save_sheet
+    from gan_bridge.linet.reenact import Reenactor
+
+    source = Path(args.source)
+    if not source.is_file():
+        raise CommandError(f"source {source} does not exist or is not a file; give one photo of the identity")
+    frames = image_files([args.driving])
+    if not Path(args.weights).exists():
+        raise CommandError(f"weights {args.weights} do not exist; train with 'gan-bridge train linet'")
+    model = Reenactor.load(args.weights)
+    out = check_output_dir(args.out)
+    image, lm = _face(source, model.size, args.detector)
+    use_t = not args.no_transformer
+    for sub in ("frames", "rotated"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    panels = []
+    for frame in frames:
+        driving, lm_d = _face(frame, model.size, args.detector)
+        result = model(image, lm, lm_d, use_transformer=use_t)
+        save_image(result.final[0], out / "frames" / f"{frame.stem}.png")
+        save_image(result.rotated[0], out / "rotated" / f"{frame.stem}.png")
+        panels += [("source", image[0]), (frame.stem[:14], driving[0]),
+                   ("landmarks", result.landmarks[0].expand(3, -1, -1) * 2 - 1), ("rotated", result.rotated[0]),
+                   ("reenacted", result.final[0])]
+        print(f"{frame.name} -> {out / 'frames' / (frame.stem + '.png')}")
+    save_sheet(panels, out / "sheet.png", columns=5,
+               title=f"LI-Net: {source.name} driven by {Path(args.driving).name}"
+                     + ("" if use_t else " (without T)"),
+               notes=["per frame: source, driving, landmarks driving R and G, rotated (R), reenacted (G)"])
+    record = {"source": str(source), "driving": [str(f) for f in frames], "weights": str(args.weights),
+              "transformer": use_t, "image_size": model.size}
+    atomic_write(out / "linet.json", json.dumps(record, indent=1) + "\n")
+    return 0
