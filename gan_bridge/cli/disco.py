@@ -28,6 +28,21 @@ def add_parser(sub) -> None:
     s.add_argument("--yaw-range", type=float, default=30.0, help="degrees either side for the pose row")
     s.add_argument("--out", required=True, help="output folder")
     s.set_defaults(run=run)
+    e = actions.add_parser("edit", help="embed a photo in W+ and edit one factor (Eq. 11)",
+                           description="Embed IMAGE into the generator's W+ (Image2StyleGAN schedule, --steps), "
+                                       "read its factors with the 3DMM regressor, and move w+ by Delta w(i, a, b) for "
+                                       "each requested edit. Writes DIR/input.png, reconstruction.png, "
+                                       "<edit>.png, sheet.png and edit.json.")
+    e.add_argument("image", help="a face photo")
+    e.add_argument("--weights", required=True, help="'gan-bridge train disco' run folder or ckpt-*.pt")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--pose", default=None, help="target pose 'yaw,pitch,roll' in degrees")
+    for f in ("expression", "lighting", "identity"):
+        e.add_argument(f"--{f}-seed", type=int, default=None, help=f"target {f}: drawn from its VAE with this seed")
+    e.add_argument("--steps", type=int, default=500, help="inversion steps (default 500)")
+    e.add_argument("--align", default="ffhq", choices=("ffhq", "none"), help="photo crop (default ffhq)")
+    e.add_argument("--landmarks", default=None, help="68-point landmark file of IMAGE (default: detected)")
+    e.set_defaults(run=run_edit)
 
 
 def parse_pose(text: str | None) -> torch.Tensor | None:
@@ -92,4 +107,59 @@ def run(args) -> int:
     (out / "grid.json").write_text(json.dumps({"weights": str(args.weights), "step": step, "seed": args.identity,
                                                "rows": list(rows), "columns": args.columns}, indent=1))
     print(f"wrote {out / 'grid.png'} ({len(rows)} rows x {args.columns})")
+    return 0
+
+
+def edit_targets(G, args) -> list[tuple[str, str, torch.Tensor]]:
+    """(name, factor, target (1, D_factor)) for each edit asked for on the command line."""
+    edits = []
+    pose = parse_pose(args.pose)
+    if pose is not None:
+        edits.append(("pose", "pose", pose[None]))
+    for factor in ("expression", "lighting", "identity"):
+        seed = getattr(args, f"{factor}_seed")
+        if seed is not None:
+            z = G.sample_z(1, torch.Generator().manual_seed(seed))[:, :G.vaes.z_dim]
+            edits.append((f"{factor}_{seed}", factor, G.vaes.split(G.vaes.decode(z))[factor]))
+    if not edits:
+        raise CommandError("no edit asked for; give --pose and/or --expression-seed / --lighting-seed / --identity-seed")
+    return edits
+
+
+def run_edit(args) -> int:
+    from dataclasses import replace
+    from gan_bridge.disco.edit import delta_w, edit_ws
+    from gan_bridge.disco.method import load_disco
+    from gan_bridge.face.disco import DiscoFace
+    from gan_bridge.face.photos import load_face_crop, save_image, save_sheet
+    from gan_bridge.inversion import invert, preset
+    if args.steps < 1:
+        raise CommandError(f"--steps must be >= 1, got {args.steps}")
+    if not Path(args.weights).exists():
+        raise CommandError(f"--weights {args.weights} does not exist; give a 'gan-bridge train disco' run folder")
+    G, config, step = load_disco(args.weights)
+    edits = edit_targets(G, args)
+    crop = load_face_crop(args.image, G.resolution, args.align, landmarks=args.landmarks)
+    image = crop.image[None]
+    base = preset("image2stylegan", w_avg_samples=1000)
+    inv = invert(G, image, replace(base, stages=(replace(base.stages[0], steps=args.steps),)), progress=False)
+    face = DiscoFace(config.shape_model, distance_mm=config.render_distance_mm, focal=config.render_focal,
+                     box=config.encoder_box, reframe=config.encoder_reframe, encoder_weights=config.encoder)
+    with torch.no_grad():
+        _, _, lam = face.estimate(image)
+    eps = torch.zeros(1, G.noise_dim)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create --out {out}: {exc.strerror}; choose a writable folder") from None
+    panels = [("input", image[0]), ("reconstruction", inv.image[0])]
+    for name, factor, target in edits:
+        panels.append((name, edit_ws(G, inv.ws, delta_w(G, lam, eps, factor, target))[0]))
+    for name, img in panels:
+        save_image(img, out / f"{name}.png")
+    save_sheet(panels, out / "sheet.png", title=f"DiscoFaceGAN edits of {Path(args.image).name}")
+    (out / "edit.json").write_text(json.dumps({"image": str(args.image), "weights": str(args.weights), "step": step,
+                                               "edits": [e[0] for e in edits], "metrics": inv.metrics}, indent=1))
+    print(f"wrote {out / 'sheet.png'} ({len(edits)} edits)")
     return 0

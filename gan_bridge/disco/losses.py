@@ -104,7 +104,7 @@ class DiscoLosses:
         """Pairs sharing every latent but expression (Eq. 6) or lighting (Eqs. 7, 8), same noise buffers."""
         c, face = self.config, self.face
         fresh = torch.randn(z.shape, device=z.device, generator=generator)
-        z_ex, z_il = G.swap(z, fresh, "expression"), G.swap(z, fresh, "pose")
+        z_ex, z_il = G.swap(z, fresh, "expression"), G.swap(z, fresh, "lighting")
         x, x_ex, x_il = G(torch.cat([z, z_ex, z_il]), noise_mode="const").chunk(3)
         s = x.shape[-1]
         with torch.no_grad():

@@ -7,5 +7,6 @@
 - ``shape``: 3DMM shapes and the image -> 3DMM encoder for losses.
 - ``rig``: 3DMM parameter subsets, rendering and losses for StyleRig / PIE.
 - ``pas_prep``: PAS preprocessing (exposed side, similarity alignment, landmark segmentation maps).
+- ``linet_prep``: landmark images and identity x expression x pose grids of the world for LI-Net.
 - ``param_table``: the fitted-parameter tables written by ``morph3d fit-table``.
 """

@@ -194,3 +194,44 @@ class _Scaled:
 
     def synthesis(self, ws, noise_mode="const"):
         return self.k * self.G.synthesis(ws, noise_mode=noise_mode)
+
+
+# ---- real-image editing ------------------------------------------------------------------------------
+def test_delta_w_edit_equals_generating_the_edited_factors():
+    from gan_bridge.disco.edit import delta_w, edit_ws
+    G = tiny_generator()
+    z = G.sample_z(2, torch.Generator().manual_seed(5))
+    lam, eps = G.mapping.lam(z), z[:, G.vaes.z_dim:]
+    ws = G.mapping.from_lambda(lam, eps, update_w_avg=False)
+    target = torch.tensor([[0.3, -0.1, 0.05]])
+    edited = edit_ws(G, ws, delta_w(G, lam, eps, "pose", target))
+    lam_t = lam.clone()
+    lam_t[:, -3:] = target
+    assert torch.allclose(edited, G.from_lambda(lam_t, eps).clamp(-1, 1), atol=1e-5)
+    assert delta_w(G, lam, eps, "pose", lam[:1, -3:]).abs()[0].max() < 1e-6
+    with pytest.raises(ValueError, match="unknown factor"):
+        delta_w(G, lam, eps, "hair", target)
+
+
+def test_cli_edit_writes_the_edits(run, tmp_path):
+    from gan_bridge.face.photos import save_image
+    from gan_bridge.face.world import FaceWorld, WorldConfig
+    photo = tmp_path / "face.png"
+    save_image(FaceWorld(WorldConfig(image_size=64)).samples([3]).image[0], photo)
+    out = tmp_path / "edit"
+    args = ["disco", "edit", str(photo), "--weights", str(run[0] / "run"), "--align", "none", "--steps", "1",
+            "--out", str(out)]
+    assert cli_main(args + ["--pose", "20,0,0", "--expression-seed", "1"]) == 0
+    assert {"input.png", "reconstruction.png", "pose.png", "expression_1.png", "sheet.png"} <= {
+        p.name for p in out.iterdir()}
+    assert cli_main(args) == 2  # no edit asked for
+
+
+def test_face_estimator_reads_every_factor():
+    from gan_bridge.disco.evaluate import face_estimator
+    from gan_bridge.face.disco import DiscoFace
+    from gan_bridge.face.world import FaceWorld, WorldConfig
+    images = FaceWorld(WorldConfig(image_size=64)).samples([0, 1]).image
+    est = face_estimator(DiscoFace())(images)
+    assert {k: tuple(v.shape) for k, v in est.items()} == {"expression": (2, 30), "lighting": (2, 27),
+                                                          "pose": (2, 3), "identity": (2, 128)}
