@@ -1,13 +1,15 @@
 """Fréchet distance (VGG16 space) of a StyleGAN2 world run's G_ema over its checkpoints.
 
-For every ``ckpt-*.pt`` of RUN_DIR: ``n`` G_ema images at fixed latents (const noise) against the first
-``n`` held-out world renders (held-out identities, never trained on), both at the run's resolution and
-compared at 64 px (``gan_bridge.methods.fd_probe``). The baseline is the first checkpoint, evaluated in
-the same process: the ratio column is FD / FD(first); a run that learns has ratios falling well below 1.
-As a floor, the FD of ``n`` *train* renders against the same held-out renders is printed too (what a
-generator that had learnt the world exactly would score with this many samples).
+For each ``ckpt-*.pt`` of RUN_DIR (those at multiples of ``--every`` steps, if given): ``n`` G_ema
+images at fixed latents (const noise) against the first ``n`` held-out world renders (held-out
+identities, never trained on), both at the run's resolution and compared at 64 px
+(``gan_bridge.methods.fd_probe``). The baseline is the first checkpoint, evaluated in the same
+process: the ratio column is FD / FD(first); a run that learns has ratios falling well below 1.
+As a floor, the FD of ``n`` *train* renders against the same held-out renders is printed too (what
+a generator that had learnt the world exactly would score with this many samples).
 
-    python benchmarks/stylegan2_world_fd.py RUN_DIR [--heldout CACHE.pt] [--train CACHE.pt] [--n 256] [--json OUT]
+    python benchmarks/stylegan2_world_fd.py RUN_DIR [--heldout CACHE.pt] [--train CACHE.pt] [--n 256]
+        [--every K] [--json OUT]
 
 Defaults for the caches are the run config's ``fd_cache`` / ``data_cache``.
 """
@@ -33,11 +35,12 @@ def main() -> None:
     p.add_argument("--heldout", help="held-out world cache (default: the run's fd_cache)")
     p.add_argument("--train", help="train world cache for the floor row (default: the run's data_cache)")
     p.add_argument("--n", type=int, default=256)
+    p.add_argument("--every", type=int, default=0, help="only checkpoints whose step is a multiple of this")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="also write the table as JSON here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    ckpts = list_checkpoints(a.run_dir)
+    ckpts = [(s, c) for s, c in list_checkpoints(a.run_dir) if a.every <= 0 or s % a.every == 0]
     if not ckpts:
         raise SystemExit(f"no checkpoints in {a.run_dir}/checkpoints")
     config = from_dict(StyleGAN2TrainConfig, load_checkpoint(ckpts[-1][1])["config"])

@@ -14,7 +14,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from gan_bridge.metrics.frechet import frechet_distance
 
 from .vae import FACTORS
 

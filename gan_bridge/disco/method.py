@@ -66,7 +66,8 @@ class DiscoMethod(StyleGAN2):
             from gan_bridge.face.disco import DiscoFace
             c = self.config
             self._face = DiscoFace(c.shape_model, distance_mm=c.render_distance_mm, focal=c.render_focal,
-                                   box=c.encoder_box, reframe=c.encoder_reframe, encoder_weights=c.encoder)
+                                   box=c.encoder_box, reframe=c.encoder_reframe, encoder_weights=c.encoder
+                                   ).to(self.device)
         return self._face
 
     def build(self, config: DiscoConfig, device):

@@ -8,5 +8,6 @@
 - ``rig``: 3DMM parameter subsets, rendering and losses for StyleRig / PIE.
 - ``pas_prep``: PAS preprocessing (exposed side, similarity alignment, landmark segmentation maps).
 - ``linet_prep``: landmark images and identity x expression x pose grids of the world for LI-Net.
+- ``disco``: renders, masks and flows for DiscoFaceGAN's imitative and contrastive losses.
 - ``param_table``: the fitted-parameter tables written by ``morph3d fit-table``.
 """

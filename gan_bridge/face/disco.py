@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from morph3d.model import Camera, FaceParams, load_model, model_dims
+from morph3d.model import Camera, FaceParams, model_dims
 from morph3d.render import LANDMARK_CLASSES, landmark_segmentation, render_flow
 
 from .identity import identity_embedding
@@ -17,11 +17,6 @@ from .rig import RigFace
 from .shape import load_encoder
 
 MOUTH_CLASSES = ("upper_lip", "lower_lip", "inner_mouth")
-
-
-def model_factor_dims(model) -> dict:
-    """The model's widths as ``morph3d.model.model_dims`` gives them."""
-    return model_dims(model)
 
 
 def params_to_lambda(params: FaceParams) -> torch.Tensor:
@@ -67,6 +62,13 @@ class DiscoFace:
         self.model = self.rig.model
         self.identity_net = identity_net
         self.distance_mm, self.focal = float(distance_mm), float(focal)
+
+    def to(self, device) -> "DiscoFace":
+        """Move the encoder, model and renderer (and a given identity network) to ``device``."""
+        self.rig.to(device)
+        if self.identity_net is not None:
+            self.identity_net.to(device)
+        return self
 
     def params(self, lam: torch.Tensor, image_size: int) -> FaceParams:
         return lambda_to_params(lam, self.model, image_size, self.distance_mm, self.focal)

@@ -1,4 +1,7 @@
 """Stubs for the DiscoFaceGAN tests: a 3DMM side with known answers and a tiny generator."""
+import copy
+import functools
+
 import torch
 
 from gan_bridge.disco.generator import DiscoGenerator
@@ -46,10 +49,16 @@ def tiny_vaes(seed=0, steps=20):
     return vaes
 
 
-def tiny_generator(seed=0):
+@functools.lru_cache(maxsize=2)
+def _tiny_generator(seed):
     vaes = tiny_vaes(seed)
     torch.manual_seed(seed)
     return DiscoGenerator(vaes, 32, noise_dim=8, w_dim=32, channel_base=256, channel_max=32, n_mlp=2)
+
+
+def tiny_generator(seed=0):
+    """A fresh copy of one tiny DiscoGenerator (32 px) per seed, built once per process."""
+    return copy.deepcopy(_tiny_generator(seed))
 
 
 def lambda_columns(G, factor):
