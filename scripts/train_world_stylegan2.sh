@@ -3,6 +3,7 @@
 # Usage: scripts/train_world_stylegan2.sh [RUN_DIR] [extra key=value overrides...]
 # The first run renders 30k train + 512 held-out world images (64 px, uint8, ~375 MB) into the cache files
 # (~12 min with 2 workers); later runs reuse them. One thread per process is fastest on CPU.
+# The shipped file: NPROC=1 for steps 0-3000, then NPROC=2 (resumed) for 3000-5000.
 # NPROC=N trains in N processes (torchrun, gloo; the global batch stays 16). The run resumes from the latest
 # checkpoint in RUN_DIR, also with another NPROC (data order is unchanged; random streams restart from the seed).
 set -euo pipefail

@@ -201,3 +201,15 @@ def test_two_processes_stay_in_sync(tmp_path, caches):
     state = load_checkpoint(latest_checkpoint(tmp_path / "run"))
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert all(torch.equal(v, a["G"][k]) for k, v in state["modules"]["G"].items())
+
+
+def test_shipped_world_generator_loads():
+    from gan_bridge.assets import asset_path
+    G = load_generator(asset_path("world_stylegan2_32.pt"))
+    assert (G.resolution, G.z_dim) == (32, 128)
+    with torch.no_grad():
+        images = G(torch.randn(4, 128, generator=torch.Generator().manual_seed(0)), noise_mode="const")
+    assert images.shape == (4, 3, 32, 32) and torch.isfinite(images).all()
+    assert images.abs().amax() < 2 and (images[0] - images[1]).abs().mean() > 0.01
+    with pytest.raises(FileNotFoundError, match="ships no asset"):
+        asset_path("nope.pt")
