@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 
 from gan_bridge.networks.stylegan2 import (Discriminator, Generator, StyleGAN2LossConfig, StyleGAN2Losses,
-                                           ema_beta, ema_update, lazy_ratio)
-from gan_bridge.train import Method, TrainConfig, barrier, sharded_loader
+                                           ema_beta, lazy_ratio)
+from gan_bridge.train import Method, TrainConfig, barrier, ema_update, sharded_loader
 
 from .world_cache import CachedImages, batch_collate, cached_world_images, load_world_cache
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from gan_bridge.train import ema_update
+
 from gan_bridge.networks.stylegan2 import (Discriminator, Generator, StyleGAN2LossConfig, StyleGAN2Losses,
-                                           d_logistic_loss, ema_beta, ema_update, g_nonsaturating_loss,
+                                           d_logistic_loss, ema_beta, g_nonsaturating_loss,
                                            lazy_ratio, path_length_penalty, r1_penalty)
 
 

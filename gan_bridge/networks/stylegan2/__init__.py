@@ -7,20 +7,20 @@ Public API::
         .synthesis(ws, noise_mode="random"|"const"|"none", noise=None, generator=None) -> (B, 3, R, R)
         .forward(z, truncation_psi=1, noise_mode="random", mixing_prob=0, generator=None)
     Discriminator(resolution, ...)(img) -> logits (B, 1)
-    StyleGAN2Losses, ema_update, ema_beta and the loss functions (``losses``)
+    StyleGAN2Losses, ema_beta and the loss functions (``losses``)
     load_generator(path), load_discriminator(path), save_networks(path, G, D) (``checkpoints``)
 """
 from .checkpoints import CheckpointError, load_discriminator, load_generator, save_networks
 from .discriminator import Discriminator
 from .generator import Generator
-from .losses import (StyleGAN2LossConfig, StyleGAN2Losses, d_logistic_loss, ema_beta, ema_update,
+from .losses import (StyleGAN2LossConfig, StyleGAN2Losses, d_logistic_loss, ema_beta,
                      g_nonsaturating_loss, lazy_ratio, path_length_penalty, r1_penalty)
 from .mapping import MappingNetwork
 from .synthesis import SynthesisNetwork, channels_per_resolution
 
 __all__ = [
     "CheckpointError", "Discriminator", "Generator", "MappingNetwork", "StyleGAN2LossConfig", "StyleGAN2Losses",
-    "SynthesisNetwork", "channels_per_resolution", "d_logistic_loss", "ema_beta", "ema_update",
+    "SynthesisNetwork", "channels_per_resolution", "d_logistic_loss", "ema_beta",
     "g_nonsaturating_loss", "lazy_ratio", "load_discriminator", "load_generator", "path_length_penalty",
     "r1_penalty", "save_networks",
 ]

@@ -4,7 +4,7 @@
 - lazy R1 on reals: ``gamma / 2 * |grad_x D(x)|^2`` every ``r1_interval`` D steps, scaled by the interval;
 - path-length regularisation: ``(|J_w^T y| - a)^2`` with ``y ~ N(0, I) / sqrt(H W)``, ``a`` an EMA (decay
   0.01) of the lengths, weight 2, every ``pl_interval`` G steps on a batch shrunk by ``pl_batch_shrink``;
-- ``ema_update``: ``g_ema <- beta g_ema + (1 - beta) g`` with ``beta = 0.5 ** (batch / (ema_kimg * 1000))``.
+- ``ema_beta``: the EMA decay ``beta = 0.5 ** (batch / (ema_kimg * 1000))`` for ``gan_bridge.train.ema_update``.
 
 With lazy regularisation the optimiser's lr and betas should be scaled by ``lazy_ratio(interval)``
 (``lr * c``, ``beta ** c``), as the paper does.
@@ -67,15 +67,6 @@ def ema_beta(batch_size: int, ema_kimg: float = 10.0, cur_nimg: int | None = Non
     if ema_rampup is not None and cur_nimg is not None:
         ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
     return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-
-
-@torch.no_grad()
-def ema_update(g_ema: torch.nn.Module, g: torch.nn.Module, beta: float) -> None:
-    """``p_ema <- beta * p_ema + (1 - beta) * p`` for parameters; buffers (w_avg, noise) are copied."""
-    for p_ema, p in zip(g_ema.parameters(), g.parameters()):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(g_ema.buffers(), g.buffers()):
-        b_ema.copy_(b)
 
 
 @dataclass
