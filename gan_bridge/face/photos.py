@@ -18,6 +18,7 @@ from morph3d.io import atomic_write, check_output_dir
 from .crops import FaceCrop, ffhq_crop, warp_affine
 
 ALIGNMENTS = ("ffhq", "none")
+MIN_PANEL = 160  # px: smaller contact-sheet panels are enlarged
 
 __all__ = ["ALIGNMENTS", "atomic_write", "check_output_dir", "load_face_crop", "save_image", "save_sheet",
            "to_display"]
@@ -56,7 +57,14 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
 
 def save_sheet(panels: list[tuple[str, torch.Tensor]], path: str | Path, columns: int | None = None,
                title: str | None = None, notes=()) -> Path:
-    """A labelled contact sheet of (label, (3, H, W) [-1, 1]) panels, written as PNG atomically."""
-    sheet = contact_sheet([(label, to_display(img)) for label, img in panels], columns=columns or len(panels),
-                          title=title, notes=notes)
+    """A labelled contact sheet of (label, (3, H, W) [-1, 1]) panels, written as PNG atomically.
+
+    Panels under ``MIN_PANEL`` px are enlarged by an integer factor (nearest neighbour), so that small
+    generators' images and their labels stay readable."""
+    scale = max(1, -(-MIN_PANEL // panels[0][1].shape[-1])) if panels else 1
+    shown = [(label, to_display(img)) for label, img in panels]
+    if scale > 1:
+        shown = [(label, torch.nn.functional.interpolate(img[None], scale_factor=scale, mode="nearest")[0])
+                 for label, img in shown]
+    sheet = contact_sheet(shown, columns=columns or len(panels), title=title, notes=notes)
     return save_png(sheet, path)
