@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from . import CommandError
+from ._inputs import latent_source
 
 
 def add_parser(sub) -> None:
@@ -108,26 +109,10 @@ def _embedding(args, G, rignets, face):
     """-> (ws (1, num_ws, w_dim), the input image (1, 3, R, R) or None, description, metrics)."""
     from gan_bridge.stylerig.config import PIEConfig
     from gan_bridge.stylerig.pie import embed
-    spec = args.image
-    if spec.startswith("seed:"):
-        try:
-            seed = int(spec[5:])
-        except ValueError:
-            raise CommandError(f"bad image {spec!r}: use seed:N with an integer N") from None
-        z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
-        return G.mapping(z, truncation_psi=args.truncation), None, f"generated face, seed {seed}", {}
-    path = Path(spec)
-    if not path.is_file():
-        raise CommandError(f"image {path} does not exist")
-    if path.suffix == ".pt":
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CommandError(f"{path} is corrupt or not a latent file ({type(exc).__name__})") from None
-        ws = record.get("ws") if isinstance(record, dict) else None
-        if not isinstance(ws, torch.Tensor) or ws.shape[-2:] != (G.num_ws, G.w_dim):
-            raise CommandError(f"{path}: no W+ latent 'ws' of shape ({G.num_ws}, {G.w_dim}) for this generator")
-        return ws.reshape(1, G.num_ws, G.w_dim).float(), None, f"latent {path.name}", {}
+    found = latent_source(args.image, G, args.truncation, what="image")
+    if found is not None:
+        return found[0], None, found[1], {}
+    path = Path(args.image)
     from gan_bridge.face.photos import load_face_crop
     if args.embed_mode not in rignets:
         raise CommandError(f"PIE embeds with the {args.embed_mode} RigNet but {args.rignet} has no "

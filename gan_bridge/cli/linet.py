@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import CommandError
-from .pas import image_files
+from ._inputs import image_files
 
 LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from . import CommandError
+from ._inputs import image_files
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def add_parser(sub) -> None:
@@ -34,22 +34,6 @@ def add_parser(sub) -> None:
     r.add_argument("--detector", default="dlib", help="landmark detector (default: dlib)")
     r.add_argument("--model", default="open", help="morphable model of the 3D fit (default: open)")
     r.set_defaults(run=run)
-
-
-def image_files(items: list[str]) -> list[Path]:
-    files = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise CommandError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CommandError(f"image {path} does not exist")
-    return files
 
 
 def _fitted_face(path, size, args, model, landmarks=None):

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from . import CommandError
+from ._inputs import image_files, latent_source
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 SHEET_FRAMES = 8
 
@@ -44,47 +44,20 @@ def add_parser(sub) -> None:
 
 def target_files(targets: list[str]) -> list[Path]:
     """Target arguments -> image files in order (a folder contributes its images sorted by name)."""
-    files = []
     for t in targets:
         path = Path(t)
         if path.suffix.lower() in VIDEO_SUFFIXES:
             raise CommandError(f"{path}: videos are read as frame folders; extract them first "
                                f"(ffmpeg -i {path.name} frames/%05d.png) and pass the folder")
-        if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise CommandError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CommandError(f"target {path} does not exist")
-    return files
+    return image_files(targets, what="target")
 
 
 def _source(args, G, load_crop):
     """-> (ws (1, num_ws, w_dim), the image p_s is read from (1, 3, R, R) or None, description)."""
-    spec = args.source
-    if spec.startswith("seed:"):
-        try:
-            seed = int(spec[5:])
-        except ValueError:
-            raise CommandError(f"bad source {spec!r}: use seed:N with an integer N") from None
-        z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))
-        return G.mapping(z, truncation_psi=args.truncation), None, f"generated face, seed {seed}"
-    path = Path(spec)
-    if not path.is_file():
-        raise CommandError(f"source {path} does not exist")
-    if path.suffix == ".pt":
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CommandError(f"{path} is corrupt or not a latent file ({type(exc).__name__})") from None
-        ws = record.get("ws") if isinstance(record, dict) else None
-        if not isinstance(ws, torch.Tensor) or ws.shape[-2:] != (G.num_ws, G.w_dim):
-            raise CommandError(f"{path}: no W+ latent 'ws' of shape ({G.num_ws}, {G.w_dim}) for this generator; "
-                               "invert the source with the same generator (gan-bridge invert)")
-        return ws.reshape(1, G.num_ws, G.w_dim).float(), None, f"latent {path.name}"
+    found = latent_source(args.source, G, args.truncation)
+    if found is not None:
+        return found[0], None, found[1]
+    path = Path(args.source)
     from gan_bridge.inversion import invert, preset
     crop = load_crop(path)
     config = preset(args.invert_preset)
