@@ -271,17 +271,11 @@ def export(run: str | Path, out: str | Path) -> Path:
     """Write the latest checkpoint's directions of run folder ``run`` (or a ckpt-*.pt) to ``out``."""
     import json
 
-    from gan_bridge.train import latest_checkpoint
+    from gan_bridge.train import run_checkpoint
 
     from .model import load_directions
-    run = Path(run)
-    ckpt = run if run.is_file() else latest_checkpoint(run)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run}; train first")
+    ckpt, recipe = run_checkpoint(run)
     directions = load_directions(ckpt)
-    folder = run if run.is_dir() else run.parent.parent
-    files = [folder / name for name in ("config.yaml", "config.json") if (folder / name).is_file()]
-    recipe = files[0].read_text() if files else ""
     return save_directions(directions, out, recipe=recipe or json.dumps(directions.config()))
 
 

@@ -120,16 +120,10 @@ class StyleRigMethod(Method):
 
 def export(run: str | Path, out: str | Path) -> Path:
     """Write the latest RigNet of run folder ``run`` (or a ckpt-*.pt) to ``out`` with the run's recipe."""
-    from gan_bridge.train import latest_checkpoint
-    run = Path(run)
-    ckpt = run if run.is_file() else latest_checkpoint(run)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run}; train first")
+    from gan_bridge.train import run_checkpoint
+    ckpt, recipe = run_checkpoint(run)
     net = load_rignet(ckpt)
-    folder = run if run.is_dir() else run.parent.parent
-    files = [folder / name for name in ("config.yaml", "config.json") if (folder / name).is_file()]
-    recipe = files[0].read_text() if files else json.dumps(net.config())
-    return save_rignet(net, out, recipe=recipe)
+    return save_rignet(net, out, recipe=recipe or json.dumps(net.config()))
 
 
 def main(argv=None) -> int:

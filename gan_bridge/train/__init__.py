@@ -5,7 +5,7 @@ its config subclasses :class:`TrainConfig`; :func:`train` does the rest: seeding
 DistributedDataParallel (gloo on CPU, nccl on CUDA), CSV + JSONL (+ TensorBoard) logs, PNG sample grids
 at fixed inputs, atomic keep-last-N checkpoints with exact resume.
 """
-from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, run_checkpoint, save_checkpoint
 from .config import (TrainConfig, apply_overrides, config_to_dict, from_dict, load_config, parse_overrides,
                      read_config_file, save_config)
 from .data import ShardedBatchSampler, per_process_batch, sharded_loader
@@ -20,6 +20,6 @@ __all__ = [
     "DistInfo", "Method", "RunLogger", "ShardedBatchSampler", "TrainConfig", "TrainResult", "apply_overrides",
     "barrier", "config_to_dict", "ema_update", "from_dict", "gather_objects", "image_grid", "init_distributed",
     "latest_checkpoint", "list_checkpoints", "load_checkpoint", "load_config", "mean_scalars", "parse_overrides",
-    "per_process_batch", "preserved_rng", "read_config_file", "rng_state", "save_checkpoint", "save_config",
+    "per_process_batch", "preserved_rng", "read_config_file", "rng_state", "run_checkpoint", "save_checkpoint", "save_config",
     "save_grid", "seed_everything", "set_rng_state", "sharded_loader", "train",
 ]

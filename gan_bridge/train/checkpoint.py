@@ -28,6 +28,18 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def run_checkpoint(run: str | Path) -> tuple[Path, str]:
+    """A run folder's latest checkpoint (or ``run`` itself when it is a ``ckpt-*.pt``) and the run's
+    recipe: the text of its ``config.yaml`` / ``config.json``, or "" when there is none."""
+    run = Path(run)
+    ckpt = run if run.is_file() else latest_checkpoint(run)
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run}; train first")
+    folder = run if run.is_dir() else run.parent.parent
+    files = [folder / name for name in ("config.yaml", "config.json") if (folder / name).is_file()]
+    return ckpt, files[0].read_text() if files else ""
+
+
 def save_checkpoint(state: dict, run_dir: str | Path, step: int, keep: int = 3) -> Path:
     """Write ``state`` as the checkpoint of ``step`` (temporary file + rename), then keep the last ``keep``."""
     folder = checkpoint_dir(run_dir)
