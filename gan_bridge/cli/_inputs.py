@@ -8,6 +8,8 @@ import torch
 from . import CommandError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+MAX_VIDEO_FRAMES = 10000
 
 
 def image_files(items: list[str], what: str = "image") -> list[Path]:
@@ -25,6 +27,35 @@ def image_files(items: list[str], what: str = "image") -> list[Path]:
             files.append(path)
         else:
             raise CommandError(f"{what} {path} does not exist")
+    return files
+
+
+def extract_video_frames(video: Path, folder: Path, max_frames: int = MAX_VIDEO_FRAMES) -> list[Path]:
+    """Every frame of ``video`` as ``folder/<stem>_NNNNN.png`` (read with OpenCV, the ``mediapipe`` extra's
+    dependency); one-line errors for a missing OpenCV, an unreadable video, or one over ``max_frames``."""
+    try:
+        import cv2
+    except ImportError:
+        raise CommandError(f"{video}: reading videos needs OpenCV (pip install opencv-python-headless), or "
+                           f"extract the frames first (ffmpeg -i {video.name} frames/%05d.png) and pass the "
+                           "folder") from None
+    capture = cv2.VideoCapture(str(video))
+    files = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if len(files) == max_frames:
+                raise CommandError(f"{video}: more than {max_frames} frames; pass a shorter clip or a frame folder")
+            files.append(folder / f"{video.stem}_{len(files):05d}.png")
+            if not cv2.imwrite(str(files[-1]), frame):
+                raise CommandError(f"cannot write the frames of {video} to {folder}")
+    finally:
+        capture.release()
+    if not files:
+        raise CommandError(f"{video}: no frames could be read (corrupt file or an unsupported codec); "
+                           "extract them with ffmpeg and pass the folder")
     return files
 
 

@@ -3,14 +3,14 @@ learned latent directions (Bounareli et al.)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
 from . import CommandError
-from ._inputs import image_files, latent_source
+from ._inputs import VIDEO_SUFFIXES, extract_video_frames, image_files, latent_source
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 SHEET_FRAMES = 8
 
 
@@ -19,10 +19,11 @@ def add_parser(sub) -> None:
                        description="Reenact SOURCE in the pose and expression of each TARGET with the directions "
                                    "A of a StyleGAN2: w_r = w_s + A (p_t - p_s). SOURCE is a photo (inverted into "
                                    "the generator), a latent .pt from 'gan-bridge invert', or seed:N (a generated "
-                                   "face). TARGETs are photos or folders of frames (a driving sequence). Writes "
+                                   "face). TARGETs are photos, folders of frames or videos (a driving sequence). Writes "
                                    "frame_NNNNN.png per target, source.png, sheet.png and reenact.json.")
     p.add_argument("source", help="photo, latent .pt (gan-bridge invert) or seed:N")
-    p.add_argument("targets", nargs="+", help="target photos and/or folders of frames (sorted by name)")
+    p.add_argument("targets", nargs="+", help="target photos, folders of frames (sorted by name) and/or videos "
+                                              f"({', '.join(VIDEO_SUFFIXES)}; read with OpenCV)")
     p.add_argument("--generator", required=True, help="StyleGAN2 checkpoint")
     p.add_argument("--directions", required=True, help="directions A.pt (python -m gan_bridge.directions.method "
                                                         "export) or a directions run checkpoint")
@@ -42,14 +43,17 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def target_files(targets: list[str]) -> list[Path]:
-    """Target arguments -> image files in order (a folder contributes its images sorted by name)."""
+def target_files(targets: list[str], frames: Path) -> list[tuple[Path, str]]:
+    """Target arguments -> (image file, name for the record) in order: a folder contributes its images sorted
+    by name, a video its frames (extracted into the folder ``frames``, named ``VIDEO#N``)."""
+    files = []
     for t in targets:
         path = Path(t)
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            raise CommandError(f"{path}: videos are read as frame folders; extract them first "
-                               f"(ffmpeg -i {path.name} frames/%05d.png) and pass the folder")
-    return image_files(targets, what="target")
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+            files += [(f, f"{path}#{i}") for i, f in enumerate(extract_video_frames(path, frames))]
+        else:
+            files += [(f, str(f)) for f in image_files([t], what="target")]
+    return files
 
 
 def _source(args, G, load_crop):
@@ -70,24 +74,32 @@ def _source(args, G, load_crop):
 
 
 def run(args) -> int:
-    from gan_bridge.directions import load_directions, reenact_latents
-    from gan_bridge.face.photos import atomic_write, check_output_dir, load_face_crop, save_image, save_sheet
-    from gan_bridge.face.shape import load_encoder
-    from gan_bridge.networks.stylegan2 import load_generator
+    from gan_bridge.face.photos import check_output_dir
 
     out = check_output_dir(args.out)
-    files = target_files(args.targets)
+    with tempfile.TemporaryDirectory(prefix="gan-bridge-frames-") as frames:
+        return _run(args, out, target_files(args.targets, Path(frames)))
+
+
+def _run(args, out: Path, targets: list[tuple[Path, str]]) -> int:
+    from gan_bridge.directions import load_directions, reenact_latents
+    from gan_bridge.face.photos import atomic_write, load_face_crop, save_image, save_sheet
+    from gan_bridge.face.shape import load_encoder
+    from gan_bridge.networks.stylegan2 import load_generator
     if not Path(args.generator).is_file():
         raise CommandError(f"generator checkpoint {args.generator} does not exist")
     G = load_generator(args.generator).requires_grad_(False)
     directions = load_directions(args.directions)
     directions.check_generator(G)
-    encoder = load_encoder(args.encoder, args.model)
+    from gan_bridge.directions.config import DirectionsConfig
+    framing = DirectionsConfig()  # the encoder framing training used by default
+    encoder = load_encoder(args.encoder, args.model, framing.encoder_box, framing.encoder_reframe)
     size = G.resolution
 
     def load_crop(path):
         return load_face_crop(path, size, args.align, args.detector)
 
+    named, files = targets, [f for f, _ in targets]
     targets = torch.stack([load_crop(f).image for f in files])  # before the slow inversion: fail early
     ws_s, source_image, what = _source(args, G, load_crop)  # a photo is inverted: needs gradients
     with torch.no_grad():
@@ -106,7 +118,7 @@ def run(args) -> int:
     save_sheet(panels, out / "sheet.png", columns=len(shown) + 1, title=f"source: {what}",
                notes=[f"{len(files)} target(s); {'relative to the first frame' if args.relative else 'absolute'} "
                       "pose and expression"])
-    record = {"source": args.source, "source_kind": what, "targets": [str(f) for f in files],
+    record = {"source": args.source, "source_kind": what, "targets": [name for _, name in named],
               "relative": args.relative, "directions": directions.config(),
               "delta": result.delta.tolist()}
     atomic_write(out / "reenact.json", json.dumps(record, indent=1) + "\n")

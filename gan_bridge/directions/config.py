@@ -12,7 +12,8 @@ class DirectionsConfig(TrainConfig):
 
     generator: StyleGAN2 checkpoint (anything ``load_generator`` reads). encoder: image -> 3DMM regressor
     weights ('' = morph3d's bundled ones); encoder_box: the (left, top, side) first-pass face box in image
-    fractions; encoder_reframe: read the face again from a crop framed by the first pass's landmarks.
+    fractions; encoder_reframe: times the face is read again from a crop framed by the previous pass's
+    landmarks (the defaults, StyleRig's, halve the pose error of a whole-image first pass on world images).
     shape_model: the morphable model ('open' or a model file).
     num_layers: L, the W+ layers A shifts (paper 8; capped at the generator's num_ws).
     expression_dims: m_e, leading expression coefficients in p (paper 12; 0 = all of the model's).
@@ -42,8 +43,8 @@ class DirectionsConfig(TrainConfig):
     num_samples: int = 8
     generator: str = ""
     encoder: str = ""
-    encoder_box: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    encoder_reframe: bool = True
+    encoder_box: tuple[float, float, float] = (0.15, 0.15, 0.7)
+    encoder_reframe: int = 3
     shape_model: str = "open"
     num_layers: int = 8
     expression_dims: int = 12

@@ -1,18 +1,23 @@
-"""Measures of reenactment in kind with Bounareli et al.'s Tables 1-4, on held-out same-identity world sets.
+"""Measures of reenactment in kind with Bounareli et al.'s Tables 1-4, on held-out evaluation pairs.
 
-For each set i the source is view 0 (its inverted W+ code, the photo for p_s) and the target is view 1 of
-set i (self-reenactment) or of set i + 1 (cross-reenactment). Measures of the reenacted image:
-CSIM with the source (identity network), LPIPS against the target (self only: the true image), NME of
-its landmarks against the target's true landmarks (normalised by the target's outer-eye-corner distance),
-head-pose error (mean |yaw, pitch, roll| difference, degrees) and expression error (mean |difference| of the
-m_e coefficients) against the target's true parameters; pose and landmarks of the reenacted image are
-read by the encoder.
+Three modes (the files of ``gan_bridge.directions.data``):
+- ``self``: held-out same-identity world sets; the source is view 0 (its inverted W+ code, the photo for
+  p_s), the target view 1 of the same set. CSIM and LPIPS compare with the target (its true image exists).
+- ``cross``: the same sets, the target taken from set i + 1 (another identity); CSIM compares with the source.
+- ``generated``: generated sources (exact W+ codes, no inversion error) with world targets of known
+  parameters (the ``generated`` file); CSIM compares with the source.
+Measures of the reenacted image: CSIM (identity network), LPIPS (self only), NME of its landmarks against
+the target's true landmarks (normalised by the target's outer-eye-corner distance), head-pose error (mean
+|yaw, pitch, roll| difference, degrees) and expression error (mean |difference| of the m_e coefficients)
+against the target's true parameters; landmarks and parameters of the reenacted image are read by the
+encoder.
 
 References: the source unedited (A = 0), and a baseline: a linear regression from Delta p to Delta w (the
 first L layers) fitted by least squares on random generated source / target pairs, the same form as A but
 without the losses.
 
-    python -m gan_bridge.directions.evaluate --generator G.pt --pairs heldout_pairs.pt A.pt [A2.pt ...]
+    python -m gan_bridge.directions.evaluate --generator G.pt --pairs heldout_pairs.pt \
+        [--generated heldout_generated.pt] A.pt [A2.pt ...] [--out results.json]
 """
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ import argparse
 import copy
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .model import Directions, load_directions
 from .reenact import reenact_latents, rescaled_pose
@@ -62,48 +69,76 @@ def nme(landmarks: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return (landmarks - truth).norm(dim=-1).mean(1) / norm
 
 
+MODES = ("self", "cross", "generated")
+
+
 @torch.no_grad()
-def evaluate(G, directions: Directions, encoder, pairs: dict, cross: bool = False, identity=None, lpips_fn=None,
+def evaluate(G, directions: Directions, encoder, pairs: dict, mode: str = "self", identity=None, lpips_fn=None,
              batch: int = 16) -> dict[str, float]:
-    """The measures (``MEASURES``; csim without ``identity``, lpips without ``lpips_fn`` or in cross mode are
-    NaN) averaged over the sets of ``pairs`` (the file of ``gan_bridge.directions.data.world_pairs``)."""
+    """The measures (``MEASURES``; csim without ``identity``, lpips without ``lpips_fn`` or outside the self
+    mode are NaN) averaged over the sets of ``pairs``; ``mode`` one of ``MODES`` (see the module doc)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     sets = pairs["ws"].shape[0]
-    if sets < 2 and cross:
+    if sets < 2 and mode == "cross":
         raise ValueError("cross-reenactment needs at least 2 sets")
-    t = (torch.arange(sets) + 1) % sets if cross else torch.arange(sets)
+    t = (torch.arange(sets) + 1) % sets if mode == "cross" else torch.arange(sets)
     images = pairs["images"].float() / 127.5 - 1
     sums = {k: 0.0 for k in MEASURES}
     m = directions.expression_dims
     for idx in torch.arange(sets).split(batch):
         src, tgt = images[idx, 0], images[t[idx], 1]
-        out = reenact_latents(G, directions, encoder, pairs["ws"][idx, 0].float(), tgt, source_images=src)
+        out = reenact_latents(G, directions, encoder, pairs["ws"][idx, 0].float(), tgt,
+                              source_images=None if mode == "generated" else src)
         c = encoder(out.reenacted)
         rot_t, expr_t = pairs["rotation"][t[idx], 1], pairs["expression"][t[idx], 1]
         sums["pose_deg"] += ((c.rotation - rot_t).abs().mean(1) * 180 / math.pi).sum().item()
         sums["expression"] += (c.expression[:, :m] - expr_t[:, :m]).abs().mean(1).sum().item()
         sums["nme"] += nme(c.landmarks, pairs["landmarks"][t[idx], 1]).sum().item()
         if identity is not None:
-            cs = encoder(src)
+            ref = tgt if mode == "self" else out.source.clamp(-1, 1)
+            cref = encoder(ref)
             sums["csim"] += torch.nn.functional.cosine_similarity(
-                identity(src, cs.landmarks), identity(out.reenacted, c.landmarks), dim=1).sum().item()
-        if lpips_fn is not None and not cross:
+                identity(ref, cref.landmarks), identity(out.reenacted.clamp(-1, 1), c.landmarks), dim=1).sum().item()
+        if lpips_fn is not None and mode == "self":
             sums["lpips"] += lpips_fn(out.reenacted.clamp(-1, 1), tgt).sum().item()
     res = {k: v / sets for k, v in sums.items()}
     if identity is None:
         res["csim"] = float("nan")
-    if lpips_fn is None or cross:
+    if lpips_fn is None or mode != "self":
         res["lpips"] = float("nan")
     return res
 
 
 def markdown_table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
-    """{method: {"self"|"cross": measures}} -> a markdown table."""
-    head = ["method"] + [f"self {k}" for k in MEASURES] + [f"cross {k}" for k in MEASURES if k != "lpips"]
+    """{method: {mode: measures}} -> a markdown table (LPIPS only for the self mode)."""
+    modes = [m for m in MODES if any(m in r for r in rows.values())]
+    cols = [(mode, k) for mode in modes for k in MEASURES if k != "lpips" or mode == "self"]
+    head = ["method"] + [f"{mode} {k}" for mode, k in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
-        vals = [r["self"][k] for k in MEASURES] + [r["cross"][k] for k in MEASURES if k != "lpips"]
+        vals = [r[mode][k] if mode in r else float("nan") for mode, k in cols]
         lines.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def comparison_sheet(G, methods: dict[str, Directions], encoder, pairs: dict, path, count: int = 6,
+                     mode: str = "generated"):
+    """A contact sheet: a column per pair (the first ``count`` of ``pairs`` in ``mode``), rows source,
+    target and each method's reenactment."""
+    from gan_bridge.face.photos import save_sheet
+    n = min(count, pairs["ws"].shape[0])
+    t = (torch.arange(n) + 1) % pairs["ws"].shape[0] if mode == "cross" else torch.arange(n)
+    images = pairs["images"].float() / 127.5 - 1
+    ws, tgt = pairs["ws"][:n, 0].float(), images[t, 1]
+    src = G.synthesis(ws, noise_mode="const") if mode == "generated" else images[:n, 0]
+    panels = [("source", img) for img in src.clamp(-1, 1)] + [("target", img) for img in tgt]
+    for name, d in methods.items():
+        out = reenact_latents(G, d, encoder, ws, tgt, source_images=None if mode == "generated" else src)
+        panels += [(name, img) for img in out.reenacted.clamp(-1, 1)]
+    return save_sheet(panels, path, columns=n, title=f"reenactment ({mode} pairs): rows source, target, "
+                      + ", ".join(methods))
 
 
 def main(argv=None) -> int:
@@ -113,14 +148,20 @@ def main(argv=None) -> int:
     ap.add_argument("directions", nargs="+", help="directions files to compare")
     ap.add_argument("--generator", required=True)
     ap.add_argument("--pairs", required=True, help="held-out pairs (python -m gan_bridge.directions.data pairs)")
+    ap.add_argument("--generated", default=None,
+                    help="generated-source pairs (python -m gan_bridge.directions.data generated)")
     ap.add_argument("--encoder", default=None, help="regressor weights (default: morph3d's bundled)")
     ap.add_argument("--baseline-samples", type=int, default=2000, help="pairs for the linear baseline (0: none)")
     ap.add_argument("--no-identity", action="store_true", help="skip CSIM (no dlib identity network)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--sheet", default=None, help="write a contact sheet of the first pairs here (PNG)")
     args = ap.parse_args(argv)
     G = load_generator(args.generator).requires_grad_(False)
-    encoder = load_encoder(args.encoder)
-    pairs = torch.load(args.pairs, map_location="cpu", weights_only=True)
+    from .config import DirectionsConfig
+    framing = DirectionsConfig()  # the encoder framing training used by default
+    encoder = load_encoder(args.encoder, "open", framing.encoder_box, framing.encoder_reframe)
+    files = {"self": args.pairs, "cross": args.pairs, "generated": args.generated}
+    data = {mode: torch.load(path, map_location="cpu", weights_only=True) for mode, path in files.items() if path}
     identity = None
     if not args.no_identity:
         from gan_bridge.face.identity import identity_embedding
@@ -137,15 +178,19 @@ def main(argv=None) -> int:
     methods["no edit (A = 0)"] = copy.deepcopy(first)
     with torch.no_grad():
         methods["no edit (A = 0)"].A.zero_()
-    rows = {name: {mode: evaluate(G, d, encoder, pairs, mode == "cross", identity, lpips)
-                   for mode in ("self", "cross")} for name, d in methods.items()}
+    rows = {}
+    for name, d in tqdm(methods.items(), desc="evaluate", disable=not sys.stderr.isatty()):
+        rows[name] = {mode: evaluate(G, d, encoder, pairs, mode, identity, lpips) for mode, pairs in data.items()}
     print(markdown_table(rows))
+    if args.sheet:
+        mode = "generated" if "generated" in data else "cross"
+        comparison_sheet(G, methods, encoder, data[mode], args.sheet, mode=mode)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 
-__all__ = ["MEASURES", "evaluate", "least_squares_directions", "linear_baseline", "markdown_table", "nme"]
+__all__ = ["MEASURES", "MODES", "comparison_sheet", "evaluate", "least_squares_directions", "linear_baseline", "markdown_table", "nme"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -130,7 +130,8 @@ class DirectionsMethod(Method):
         """p of ``stats_samples`` generated images, cached in ``run_dir/pose_stats.pt`` for resumes."""
         c = self.config
         path = Path(c.run_dir) / "pose_stats.pt"
-        key = {"n": c.stats_samples, "m_e": m_e, "seed": c.seed, "psi": c.truncation_psi, "generator": c.generator}
+        key = {"n": c.stats_samples, "m_e": m_e, "seed": c.seed, "psi": c.truncation_psi, "generator": c.generator,
+               "encoder": [c.encoder, c.shape_model, list(c.encoder_box), int(c.encoder_reframe)]}
         if path.is_file():
             record = torch.load(path, map_location="cpu", weights_only=True)
             if record.get("format") == STATS_FORMAT and record.get("key") == key:

@@ -297,7 +297,7 @@ def test_least_squares_baseline_recovers_a_linear_map():
     assert nme(truth + torch.tensor([3.0, 4.0]), truth).item() == pytest.approx(0.5)
 
 
-def test_evaluate_measures_on_pairs():
+def test_evaluate_measures_on_pairs(tmp_path):
     from gan_bridge.directions.evaluate import MEASURES, evaluate, linear_baseline, markdown_table
     G, enc = LinearGenerator(), LinearEncoder()
     d = Directions(G.num_ws, G.w_dim, 4, 6)
@@ -312,10 +312,21 @@ def test_evaluate_measures_on_pairs():
     base = linear_baseline(G, d, enc, 64, seed=1)
     rows = {}
     for name, dd in (("zero", d), ("baseline", base)):
-        rows[name] = {m: evaluate(G, dd, enc, pairs, m == "cross", PoolIdentity(),
+        rows[name] = {m: evaluate(G, dd, enc, pairs, m, PoolIdentity(),
                                   lambda a, b: (a - b).abs().mean((1, 2, 3))) for m in ("self", "cross")}
-    # A = 0 reenacts nothing: the source comes back (CSIM 1) and the pose error is the source-target gap
-    assert rows["zero"]["self"]["csim"] == pytest.approx(1.0, abs=1e-5)
+    # A = 0 reenacts nothing: the source comes back (cross CSIM 1) and the pose error is the source-target gap
+    assert rows["zero"]["cross"]["csim"] == pytest.approx(1.0, abs=1e-5)
+    assert rows["zero"]["self"]["csim"] < 1.0  # self mode compares with the target, another view
     assert rows["baseline"]["self"]["pose_deg"] < rows["zero"]["self"]["pose_deg"]
     assert set(rows["zero"]["self"]) == set(MEASURES) and math.isnan(rows["zero"]["cross"]["lpips"])
     assert "| baseline |" in markdown_table(rows)
+    with pytest.raises(ValueError, match="unknown mode"):
+        evaluate(G, d, enc, pairs, "both")
+    # generated mode: the source is G(ws) itself, so A = 0 gives CSIM 1 against it
+    gen = evaluate(G, d, enc, {**pairs, "ws": ws[:, :1]}, "generated", PoolIdentity())
+    assert gen["csim"] == pytest.approx(1.0, abs=1e-5) and math.isnan(gen["lpips"])
+    from gan_bridge.directions.evaluate import comparison_sheet
+    from PIL import Image
+    path = comparison_sheet(G, {"zero": d, "baseline": base}, enc, pairs, tmp_path / "sheet.png", count=2,
+                            mode="cross")
+    assert Image.open(path).size[0] > 2 * 16

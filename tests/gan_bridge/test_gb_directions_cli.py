@@ -97,6 +97,20 @@ def test_reenact_latent_and_photo_sources(files, tmp_path):
     assert len(list((tmp_path / "b").glob("frame_*.png"))) == 3
 
 
+def test_reenact_drives_with_a_video(files, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
+    for f in sorted((files / "frames").glob("*.png")):
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(_args(files, out, targets=[str(clip), str(files / "single.png")])) == 0
+    record = json.loads((out / "reenact.json").read_text())
+    assert record["targets"][:3] == [f"{clip}#{i}" for i in range(3)] and len(record["targets"]) == 4
+    assert len(list(out.glob("frame_*.png"))) == 4
+
+
 def test_reenact_errors(files, tmp_path, capsys):
     def fails(argv, text):
         assert main(argv) == 2
@@ -113,7 +127,9 @@ def test_reenact_errors(files, tmp_path, capsys):
     fails(args, "learned for a generator")
     (tmp_path / "file").write_text("x")
     fails(_args(files, tmp_path / "file"), "not a folder")
-    fails(_args(files, tmp_path / "o", targets=[str(tmp_path / "clip.mp4")]), "extract them first")
+    fails(_args(files, tmp_path / "o", targets=[str(tmp_path / "clip.mp4")]), "does not exist")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    fails(_args(files, tmp_path / "o", targets=[str(tmp_path / "broken.mp4")]), "no frames could be read")
     fails(_args(files, tmp_path / "o", targets=[str(tmp_path / "missing.png")]), "does not exist")
     fails(_args(files, tmp_path / "o", source="seed:x"), "seed:N")
 
@@ -151,9 +167,20 @@ def test_world_pairs_and_real_latents_feed_training(files, tmp_path):
     assert pairs["ws"].shape == (2, 2, 8, 32) and pairs["images"].shape == (2, 2, 3, 32, 32)
     assert pairs["rotation"].shape == (2, 2, 3) and pairs["landmarks"].shape == (2, 2, 68, 2)
     assert not torch.equal(pairs["rotation"][:, 0], pairs["rotation"][:, 1])  # views differ in pose
+    assert data_main(["pairs", str(tmp_path / "src.pt"), "--generator", str(files / "G.pt"), "--sets", "2",
+                      "--sources-only", "--steps", "0.001"]) == 0
+    src = torch.load(tmp_path / "src.pt", weights_only=True)
+    assert src["ws"].shape == (2, 1, 8, 32) and torch.equal(src["images"], pairs["images"])
+    assert data_main(["generated", str(tmp_path / "gen.pt"), "--generator", str(files / "G.pt"), "--sets", "3"]) == 0
+    gen = torch.load(tmp_path / "gen.pt", weights_only=True)
+    assert gen["ws"].shape == (3, 1, 8, 32) and gen["images"].shape == (3, 2, 3, 32, 32)
+    assert gen["rotation"][:, 0].isnan().all() and gen["rotation"][:, 1].isfinite().all()
     assert data_main(["real", str(tmp_path / "real.pt"), str(files / "frames"), "--align", "none",
                       "--generator", str(files / "G.pt"), "--steps", "0.001"]) == 0
     assert torch.load(tmp_path / "real.pt", weights_only=True)["ws"].shape == (3, 8, 32)
+    assert data_main(["real", str(tmp_path / "real_world.pt"), "--world", "2", "--generator", str(files / "G.pt"),
+                      "--steps", "0.001"]) == 0
+    assert torch.load(tmp_path / "real_world.pt", weights_only=True)["ws"].shape == (2, 8, 32)
     for extra in (f"paired={tmp_path / 'pairs.pt'}", f"real_latents={tmp_path / 'real.pt'}"):
         assert main(["train", "directions", f"generator={files / 'G.pt'}", f"encoder={files / 'reg.pt'}",
                      f"run_dir={tmp_path / extra[:4]}", "steps=1", "batch_size=2", "stats_samples=4",
