@@ -51,9 +51,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> antialias_fwd(const at::Tensor& c
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
   const at::Tensor tri = tri_in.contiguous(), adj = adj_in.contiguous();
   const morph3d_raster::Image im = image_of(color, pos, tri);
-  at::Tensor out = color.new_empty(color.sizes());
+  at::Tensor out = pixel_buffer(color, color.sizes());
   at::Tensor facing = tri.new_empty({im.B, im.F}, at::kChar);
-  at::Tensor alpha = color.new_zeros({im.B, im.H, im.W, 2});
+  at::Tensor alpha = pixel_buffer(color, {im.B, im.H, im.W, 2}).zero_();
   const int threads = host_threads().count;
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_fwd", [&] {
     morph3d_raster::antialias_forward<scalar_t>(im, color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
@@ -64,10 +64,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> antialias_fwd(const at::Tensor& c
   return {out, facing, alpha};
 }
 
-std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, const at::Tensor& rast_in,
-                                                 const at::Tensor& pos_in, const at::Tensor& tri_in,
-                                                 const at::Tensor& adj_in, const at::Tensor& facing_in,
-                                                 const at::Tensor& alpha_in, const at::Tensor& grad_in) {
+std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> antialias_bwd(
+    const at::Tensor& color_in, const at::Tensor& rast_in, const at::Tensor& pos_in, const at::Tensor& tri_in,
+    const at::Tensor& adj_in, const at::Tensor& facing_in, const at::Tensor& alpha_in, const at::Tensor& grad_in,
+    bool color_grad, bool pos_grad) {
   check_inputs(color_in, rast_in, pos_in, tri_in, adj_in);
   TORCH_CHECK(grad_in.sizes() == color_in.sizes(), "morph3d antialias_bwd: grad must match color");
   const at::Tensor color = color_in.contiguous(), rast = rast_in.contiguous(), pos = pos_in.contiguous();
@@ -78,18 +78,24 @@ std::tuple<at::Tensor, at::Tensor> antialias_bwd(const at::Tensor& color_in, con
               "morph3d antialias_bwd: facing must be (B, F) int8 from antialias_fwd");
   TORCH_CHECK(alpha.numel() == im.B * im.H * im.W * 2, "morph3d antialias_bwd: alpha must be (B, H, W, 2)");
   const at::Tensor grad = grad_in.to(color.scalar_type()).contiguous();
-  at::Tensor grad_color = color.new_empty(color.sizes());
-  at::Tensor grad_pos = pos.new_zeros(pos.sizes());
+  // Written in full by the kernel; a gradient nobody asked for is not computed (None).
+  at::Tensor grad_color = color_grad ? pixel_buffer(color, color.sizes()) : at::Tensor();
+  at::Tensor grad_pos = pos_grad ? pos.new_empty(pos.sizes()) : at::Tensor();
+  auto result = [&]() -> std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> {
+    return {color_grad ? std::optional<at::Tensor>(grad_color) : std::nullopt,
+            pos_grad ? std::optional<at::Tensor>(grad_pos) : std::nullopt};
+  };
+  if (!color_grad && !pos_grad) return result();
   const int threads = host_threads().count;
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_bwd", [&] {
     morph3d_raster::antialias_backward<scalar_t>(im, color.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
                                                  pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
                                                  adj.data_ptr<int32_t>(), facing.data_ptr<int8_t>(),
                                                  alpha.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
-                                                 grad_color.data_ptr<scalar_t>(), grad_pos.data_ptr<scalar_t>(),
-                                                 threads);
+                                                 color_grad ? grad_color.data_ptr<scalar_t>() : nullptr,
+                                                 pos_grad ? grad_pos.data_ptr<scalar_t>() : nullptr, threads);
   });
-  return {grad_color, grad_pos};
+  return result();
 }
 
 }  // namespace morph3d_glue

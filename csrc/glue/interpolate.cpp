@@ -30,7 +30,7 @@ at::Tensor interpolate_fwd(const at::Tensor& attr_in, const at::Tensor& rast_in,
   const at::Tensor attr = attr_in.contiguous(), rast = rast_in.contiguous(), tri = tri_in.contiguous();
   const int64_t A = attr.size(0), N = attr.size(1), C = attr.size(2);
   const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), F = tri.size(0);
-  at::Tensor out = attr.new_empty({B, H, W, C});
+  at::Tensor out = pixel_buffer(attr, {B, H, W, C});
   const int threads = host_threads().count;
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_fwd", [&] {
     morph3d_raster::interpolate_forward<scalar_t>(attr.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
@@ -40,8 +40,9 @@ at::Tensor interpolate_fwd(const at::Tensor& attr_in, const at::Tensor& rast_in,
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> interpolate_bwd(const at::Tensor& attr_in, const at::Tensor& rast_in,
-                                                   const at::Tensor& tri_in, const at::Tensor& grad_in) {
+std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> interpolate_bwd(
+    const at::Tensor& attr_in, const at::Tensor& rast_in, const at::Tensor& tri_in, const at::Tensor& grad_in,
+    bool attr_grad, bool rast_grad) {
   check_inputs(attr_in, rast_in, tri_in);
   const at::Tensor attr = attr_in.contiguous(), rast = rast_in.contiguous(), tri = tri_in.contiguous();
   const int64_t A = attr.size(0), N = attr.size(1), C = attr.size(2);
@@ -50,16 +51,22 @@ std::tuple<at::Tensor, at::Tensor> interpolate_bwd(const at::Tensor& attr_in, co
                   grad_in.size(3) == C,
               "morph3d interpolate_bwd: grad must be (B, H, W, C)");
   const at::Tensor grad = grad_in.to(attr.scalar_type()).contiguous();
-  at::Tensor grad_attr = attr.new_empty(attr.sizes());
-  at::Tensor grad_rast = rast.new_zeros(rast.sizes());
+  // Both are written in full by the kernel; a gradient nobody asked for is not computed (None).
+  at::Tensor grad_attr = attr_grad ? attr.new_empty(attr.sizes()) : at::Tensor();
+  at::Tensor grad_rast = rast_grad ? pixel_buffer(rast, rast.sizes()) : at::Tensor();
+  auto result = [&]() -> std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> {
+    return {attr_grad ? std::optional<at::Tensor>(grad_attr) : std::nullopt,
+            rast_grad ? std::optional<at::Tensor>(grad_rast) : std::nullopt};
+  };
+  if (!attr_grad && !rast_grad) return result();
   const int threads = host_threads().count;
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_bwd", [&] {
-    morph3d_raster::interpolate_backward<scalar_t>(attr.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(),
-                                                   tri.data_ptr<int32_t>(), grad.data_ptr<scalar_t>(), A, N, C, B, H,
-                                                   W, F, grad_attr.data_ptr<scalar_t>(),
-                                                   grad_rast.data_ptr<scalar_t>(), threads);
+    morph3d_raster::interpolate_backward<scalar_t>(
+        attr.data_ptr<scalar_t>(), rast.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), grad.data_ptr<scalar_t>(), A,
+        N, C, B, H, W, F, attr_grad ? grad_attr.data_ptr<scalar_t>() : nullptr,
+        rast_grad ? grad_rast.data_ptr<scalar_t>() : nullptr, threads);
   });
-  return {grad_attr, grad_rast};
+  return result();
 }
 
 }  // namespace morph3d_glue

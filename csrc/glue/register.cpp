@@ -9,12 +9,17 @@ TORCH_LIBRARY(morph3d, m) {
   m.def("rasterize_fwd(Tensor pos, Tensor tri, int height, int width) -> Tensor");
   m.def("rasterize_bwd(Tensor pos, Tensor tri, Tensor rast, Tensor grad_rast) -> Tensor");
   m.def("interpolate_fwd(Tensor attr, Tensor rast, Tensor tri) -> Tensor");
-  m.def("interpolate_bwd(Tensor attr, Tensor rast, Tensor tri, Tensor grad_out) -> (Tensor, Tensor)");
+  m.def(
+      "interpolate_bwd(Tensor attr, Tensor rast, Tensor tri, Tensor grad_out, bool attr_grad=True, "
+      "bool rast_grad=True) -> (Tensor?, Tensor?)");
+  m.def("raster_scratch_release() -> int", &morph3d_glue::raster_scratch_release);
+  m.def("raster_scratch_set_limit(int bytes) -> int", &morph3d_glue::raster_scratch_set_limit);
+  m.def("raster_scratch_stats() -> int[]", &morph3d_glue::raster_scratch_stats);
   m.def("antialias_topology(Tensor tri) -> Tensor");
   m.def("antialias_fwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj) -> (Tensor, Tensor, Tensor)");
   m.def(
       "antialias_bwd(Tensor color, Tensor rast, Tensor pos, Tensor tri, Tensor adj, Tensor facing, Tensor alpha, "
-      "Tensor grad_out) -> (Tensor, Tensor)");
+      "Tensor grad_out, bool color_grad=True, bool pos_grad=True) -> (Tensor?, Tensor?)");
   m.def("pixel_sample_forward(Tensor[] inputs, Tensor grid, int mode, int padding, bool align_corners) -> Tensor[]");
   m.def(
       "pixel_sample_backward(Tensor[] grad_outputs, Tensor[] inputs, Tensor grid, int mode, int padding, "

@@ -32,6 +32,7 @@
 #include "kernels/antialias.h"
 
 #include "kernels/raster_common.h"
+#include "kernels/raster_scratch.h"
 
 #include <algorithm>
 #include <atomic>
@@ -49,8 +50,9 @@ inline double det3(const double* a, const double* b, const double* c) {
 }
 
 struct Prepared {
-  std::vector<int8_t> facing;  // (B, F): sign of det[P0 P1 P2] (X, Y, W); 0 if edge-on or a W <= 0
-  std::vector<uint8_t> near;   // (B, H, W): pixel within 2 px of a silhouette edge
+  Prepared(int64_t BF, int64_t BHW) : facing(BF), near(BHW) {}
+  Scratch<int8_t> facing;  // (B, F): sign of det[P0 P1 P2] (X, Y, W); 0 if edge-on or a W <= 0
+  Scratch<uint8_t> near;   // (B, H, W): pixel within 2 px of a silhouette edge
 };
 
 // Is edge k of triangle t (image b) a silhouette? facing points at image b's row.
@@ -64,10 +66,9 @@ inline bool is_silhouette(const int8_t* facing, const int32_t* adj, int64_t t, i
 }
 
 template <typename scalar_t>
-Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const int32_t* adj, int threads) {
-  Prepared prep;
+void prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const int32_t* adj, int threads,
+             Prepared& prep) {
   const int64_t BF = im.B * im.F, HW = im.H * im.W;
-  prep.facing.resize(BF);
   parallel_for(threads, BF, 16384, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
       const int64_t b = it / im.F, t = it % im.F;
@@ -86,16 +87,17 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
   });
   // Mark 2 px around every usable silhouette edge; one mask per thread, OR-ed afterwards.
   const int workers = workers_for(threads, BF, 16384);
-  std::vector<uint8_t> masks((size_t)workers * im.B * HW, 0);
+  Scratch<uint8_t> masks(workers * im.B * HW);
+  std::fill(masks.get(), masks.get() + workers * im.B * HW, 0);
   const double hw = 0.5 * (double)im.W, hh = 0.5 * (double)im.H;
   const int64_t grain = 2048, chunks = (BF + grain - 1) / grain;
   std::atomic<int64_t> next{0};
   run_workers(workers, [&](int worker) {
-    uint8_t* mask = masks.data() + (size_t)worker * im.B * HW;
+    uint8_t* mask = masks.get() + (size_t)worker * im.B * HW;
     for (int64_t chunk = next++; chunk < chunks; chunk = next++) {
       for (int64_t it = chunk * grain; it < std::min(BF, (chunk + 1) * grain); ++it) {
         const int64_t b = it / im.F, t = it % im.F;
-        const int8_t* fb = prep.facing.data() + b * im.F;
+        const int8_t* fb = prep.facing.get() + b * im.F;
         if (fb[t] == 0) continue;
         for (int k = 0; k < 3; ++k) {
           if (!is_silhouette(fb, adj, t, k)) continue;
@@ -116,14 +118,13 @@ Prepared prepare(const Image& im, const scalar_t* pos, const int32_t* tri, const
       }
     }
   });
-  prep.near.assign(im.B * HW, 0);
   parallel_for(threads, im.B * HW, kCheapGrain, [&](int64_t lo, int64_t hi) {
-    for (int c = 0; c < workers; ++c) {
-      const uint8_t* mask = masks.data() + (size_t)c * im.B * HW;
+    std::copy(masks.get() + lo, masks.get() + hi, prep.near.get() + lo);
+    for (int c = 1; c < workers; ++c) {
+      const uint8_t* mask = masks.get() + (size_t)c * im.B * HW;
       for (int64_t q = lo; q < hi; ++q) prep.near[q] |= mask[q];
     }
   });
-  return prep;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ void analyse_all(const Image& im, const Prepared& prep, const scalar_t* rast, co
         if (dir == 1 && y == im.H - 1) continue;
         for (int64_t x = 0; x < xend; ++x) {
           Hit hit;
-          if (analyse_pair(im, prep.facing.data(), prep.near.data(), rast, pos, tri, adj, b, x, y, dir, false, hit))
+          if (analyse_pair(im, prep.facing.get(), prep.near.get(), rast, pos, tri, adj, b, x, y, dir, false, hit))
             alpha[((row * im.W) + x) * 2 + dir] = (scalar_t)hit.alpha;
         }
       }
@@ -342,8 +343,9 @@ template <typename scalar_t>
 void antialias_forward(const Image& im, const scalar_t* c, const scalar_t* rast, const scalar_t* p,
                        const int32_t* tri, const int32_t* adj, scalar_t* o, int8_t* facing, scalar_t* alpha,
                        int threads) {
-  const Prepared prep = prepare(im, p, tri, adj, threads);
-  std::copy(prep.facing.begin(), prep.facing.end(), facing);
+  Prepared prep(im.B * im.F, im.B * im.H * im.W);
+  prepare(im, p, tri, adj, threads, prep);
+  std::copy(prep.facing.get(), prep.facing.get() + im.B * im.F, facing);
   const scalar_t* al = alpha;
   analyse_all(im, prep, rast, p, tri, adj, alpha, threads);
   const int64_t C = im.C, W = im.W, H = im.H;
@@ -371,21 +373,24 @@ void antialias_backward(const Image& im, const scalar_t* c, const scalar_t* rast
                         const scalar_t* g, scalar_t* gc, scalar_t* gp, int threads) {
   const int64_t C = im.C, W = im.W, H = im.H;
   // Colour gradients, gathered per pixel: out[T] = c[T] + alpha (c[p1] - c[p0]).
-  parallel_for(threads, im.B * H * W, kCheapGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t q = lo; q < hi; ++q) {
-      const int64_t x = q % W, y = (q / W) % H;
-      const double ar = x + 1 < W ? (double)al[q * 2] : 0.0, al_ = x > 0 ? (double)al[(q - 1) * 2] : 0.0;
-      const double ad = y + 1 < H ? (double)al[q * 2 + 1] : 0.0, au = y > 0 ? (double)al[(q - W) * 2 + 1] : 0.0;
-      for (int64_t k = 0; k < C; ++k) {
-        double acc = (double)g[q * C + k];
-        if (ar != 0.0) acc -= ar * (double)g[(ar > 0.0 ? q : q + 1) * C + k];
-        if (al_ != 0.0) acc += al_ * (double)g[(al_ > 0.0 ? q - 1 : q) * C + k];
-        if (ad != 0.0) acc -= ad * (double)g[(ad > 0.0 ? q : q + W) * C + k];
-        if (au != 0.0) acc += au * (double)g[(au > 0.0 ? q - W : q) * C + k];
-        gc[q * C + k] = (scalar_t)acc;
+  if (gc != nullptr) {
+    parallel_for(threads, im.B * H * W, kCheapGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t x = q % W, y = (q / W) % H;
+        const double ar = x + 1 < W ? (double)al[q * 2] : 0.0, al_ = x > 0 ? (double)al[(q - 1) * 2] : 0.0;
+        const double ad = y + 1 < H ? (double)al[q * 2 + 1] : 0.0, au = y > 0 ? (double)al[(q - W) * 2 + 1] : 0.0;
+        for (int64_t k = 0; k < C; ++k) {
+          double acc = (double)g[q * C + k];
+          if (ar != 0.0) acc -= ar * (double)g[(ar > 0.0 ? q : q + 1) * C + k];
+          if (al_ != 0.0) acc += al_ * (double)g[(al_ > 0.0 ? q - 1 : q) * C + k];
+          if (ad != 0.0) acc -= ad * (double)g[(ad > 0.0 ? q : q + W) * C + k];
+          if (au != 0.0) acc += au * (double)g[(au > 0.0 ? q - W : q) * C + k];
+          gc[q * C + k] = (scalar_t)acc;
+        }
       }
-    }
-  });
+    });
+  }
+  if (gp == nullptr) return;
   // Position gradients: redo the analysis of the pairs that blended, with derivatives.
   std::vector<std::vector<Hit>> rows(im.B * H);
   parallel_for(threads, im.B * H, 32, [&](int64_t lo, int64_t hi) {
@@ -401,26 +406,29 @@ void antialias_backward(const Image& im, const scalar_t* c, const scalar_t* rast
         }
     }
   });
-  // Scatter in row order (deterministic).
-  std::vector<double> acc(im.B * im.N * 4, 0.0);
-  for (int64_t row = 0; row < im.B * H; ++row) {
-    const int64_t b = row / H;
-    for (const Hit& hit : rows[row]) {
-      const int64_t T = hit.alpha > 0.0 ? hit.q0 : hit.q1;
-      double dl = 0.0;  // d loss / d alpha
-      for (int64_t k = 0; k < C; ++k)
-        dl += (double)g[T * C + k] * ((double)c[hit.q1 * C + k] - (double)c[hit.q0 * C + k]);
-      double* ga = acc.data() + (b * im.N + hit.va) * 4;
-      double* gv = acc.data() + (b * im.N + hit.vc) * 4;
-      ga[0] += dl * hit.ga[0];
-      ga[1] += dl * hit.ga[1];
-      ga[3] += dl * hit.ga[2];
-      gv[0] += dl * hit.gc[0];
-      gv[1] += dl * hit.gc[1];
-      gv[3] += dl * hit.gc[2];
+  // Scatter in row order (deterministic), one image at a time.
+  Scratch<double> acc(im.N * 4);
+  for (int64_t b = 0; b < im.B; ++b) {
+    std::fill(acc.get(), acc.get() + im.N * 4, 0.0);
+    for (int64_t row = b * H; row < (b + 1) * H; ++row) {
+      for (const Hit& hit : rows[row]) {
+        const int64_t T = hit.alpha > 0.0 ? hit.q0 : hit.q1;
+        double dl = 0.0;  // d loss / d alpha
+        for (int64_t k = 0; k < C; ++k)
+          dl += (double)g[T * C + k] * ((double)c[hit.q1 * C + k] - (double)c[hit.q0 * C + k]);
+        double* ga = acc.get() + hit.va * 4;
+        double* gv = acc.get() + hit.vc * 4;
+        ga[0] += dl * hit.ga[0];
+        ga[1] += dl * hit.ga[1];
+        ga[3] += dl * hit.ga[2];
+        gv[0] += dl * hit.gc[0];
+        gv[1] += dl * hit.gc[1];
+        gv[3] += dl * hit.gc[2];
+      }
     }
+    scalar_t* gpb = gp + b * im.N * 4;
+    for (int64_t i = 0; i < im.N * 4; ++i) gpb[i] = (scalar_t)acc[i];
   }
-  for (int64_t i = 0; i < im.B * im.N * 4; ++i) gp[i] = (scalar_t)acc[i];
 }
 
 template void antialias_forward<float>(const Image&, const float*, const float*, const float*, const int32_t*,

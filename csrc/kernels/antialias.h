@@ -24,7 +24,7 @@ void antialias_forward(const Image& im, const scalar_t* color, const scalar_t* r
                        int threads);
 
 // facing and alpha from antialias_forward; grad_out (B, H, W, C) -> grad_color (B, H, W, C) and
-// grad_pos (B, N, 4), both written in full.
+// grad_pos (B, N, 4), each written in full, or skipped when null (a gradient nobody asked for).
 template <typename scalar_t>
 void antialias_backward(const Image& im, const scalar_t* color, const scalar_t* rast, const scalar_t* pos,
                         const int32_t* tri, const int32_t* adj, const int8_t* facing, const scalar_t* alpha,

@@ -13,8 +13,9 @@ template <typename scalar_t>
 void interpolate_forward(const scalar_t* attr, const scalar_t* rast, const int32_t* tri, int64_t A, int64_t N,
                          int64_t C, int64_t B, int64_t H, int64_t W, int64_t F, scalar_t* out, int threads);
 
-// grad_out: (B, H, W, C). grad_attr: (A, N, C) written in full; grad_rast: (B, H, W, 4), zeroed
-// by the caller, gets d/du and d/dv in channels 0 and 1 of covered pixels. Deterministic.
+// grad_out: (B, H, W, C). grad_attr: (A, N, C) written in full, or null when not wanted;
+// grad_rast: (B, H, W, 4) written in full (d/du and d/dv in channels 0 and 1 of covered pixels,
+// zeros elsewhere), or null when not wanted. Deterministic.
 template <typename scalar_t>
 void interpolate_backward(const scalar_t* attr, const scalar_t* rast, const int32_t* tri, const scalar_t* grad_out,
                           int64_t A, int64_t N, int64_t C, int64_t B, int64_t H, int64_t W, int64_t F,

@@ -18,25 +18,32 @@
 // sample point nudged by (+eps, +eps^2). No pixel is covered twice or missed along a
 // shared edge or at a shared vertex. No backface culling.
 //
-// Parallelism: triangles are binned into 32x32 screen tiles (bins keep ascending triangle
-// order); each thread rasterizes whole tiles, so no locks or atomics on pixels. Depth test: smallest z/w wins,
-// equal depths keep the lower triangle id. Results do not depend on the thread count.
+// Parallelism: whole images per thread while the batch has enough of them; otherwise an image
+// is rasterized by all threads: triangles are binned into 32x32 screen tiles (bins keep
+// ascending triangle order) and each thread rasterizes whole tiles, so no locks or atomics on
+// pixels. Depth test: smallest z/w wins, equal depths keep the lower triangle id. Results do
+// not depend on the thread count.
+//
+// Memory: all scratch (vertex data, boxes and bins of one image; per-vertex sums and per-pixel
+// gradients of the backward) is leased from the cache of kernels/raster_scratch.h, so its size
+// follows one image, not the batch, and repeated calls do not pay for fresh pages.
 #pragma GCC optimize("fp-contract=off")  // keep e = a*x + r bit-identical on every path
 
 #include "kernels/rasterize.h"
 
 #include "kernels/raster_common.h"
+#include "kernels/raster_scratch.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
-#include <memory>
-#include <vector>
 
 namespace {
 
 using morph3d_raster::parallel_for;
 using morph3d_raster::pixel_ndc;
 using morph3d_raster::run_workers;
+using morph3d_raster::Scratch;
 
 constexpr int kTile = 32;
 
@@ -109,23 +116,46 @@ enum : uint8_t {  // outcode bits: which frustum planes a vertex lies outside of
   kRight = 1, kLeft = 2, kBottom = 4, kTop = 8, kFar = 16, kNear = 32, kBehind = 64
 };
 
+// ceil / floor of v clamped to [-1, n] (v not NaN). The clamp bounds are integers, so this
+// equals clamping ceil(v) / floor(v), and it needs no libm call on the per-triangle path.
+inline int64_t ceil_within(double v, int64_t n) {
+  v = std::min(std::max(v, -1.0), (double)n);
+  const int64_t i = (int64_t)v;
+  return i + (v > (double)i ? 1 : 0);
+}
+
+inline int64_t floor_within(double v, int64_t n) {
+  v = std::min(std::max(v, -1.0), (double)n);
+  const int64_t i = (int64_t)v;
+  return i - (v < (double)i ? 1 : 0);
+}
+
+// Pixel centres within a triangle's extent get a margin: it keeps centres lying exactly on a
+// vertex (rounding moves them by far less than 1e-3 px).
+constexpr double kMargin = 1e-3;
+
 struct VertexInfo {
-  double px, py;  // pixel coordinates (centres at integers), valid when W > 0
-  double l1;      // |X| + |Y| + |W|, for error bounds
-  uint8_t out;    // outcode
+  double l1;               // |X| + |Y| + |W|, for error bounds
+  int16_t x0, x1, y0, y1;  // ceil(px - margin), floor(px + margin) (same for y) within [-1, size]; W > 0 only
+  uint8_t out;             // outcode
 };
 
+// The bounds of a triangle's pixel centres are the min / max of its corners' (x0, y0) / (x1, y1):
+// ceil, floor and the rounded margin are monotone, so the corners carry them exactly.
 template <typename scalar_t>
 inline void vertex_info(const scalar_t* v, int64_t H, int64_t W, VertexInfo& vi) {
   const double X = (double)v[0], Y = (double)v[1], Z = (double)v[2], Wc = (double)v[3];
   vi.out = (X > Wc ? kRight : 0) | (X < -Wc ? kLeft : 0) | (Y > Wc ? kBottom : 0) | (Y < -Wc ? kTop : 0) |
            (Z > Wc ? kFar : 0) | (Z < -Wc ? kNear : 0) | (Wc <= 0.0 ? kBehind : 0);
   vi.l1 = std::fabs(X) + std::fabs(Y) + std::fabs(Wc);
+  vi.x0 = vi.x1 = vi.y0 = vi.y1 = 0;
   if (Wc > 0.0) {
-    vi.px = ((X / Wc + 1.0) * (double)W - 1.0) * 0.5;
-    vi.py = ((Y / Wc + 1.0) * (double)H - 1.0) * 0.5;
-  } else {
-    vi.px = vi.py = 0.0;
+    const double px = ((X / Wc + 1.0) * (double)W - 1.0) * 0.5;  // pixel coordinates, centres at integers
+    const double py = ((Y / Wc + 1.0) * (double)H - 1.0) * 0.5;
+    vi.x0 = (int16_t)ceil_within(px - kMargin, W);
+    vi.x1 = (int16_t)floor_within(px + kMargin, W);
+    vi.y0 = (int16_t)ceil_within(py - kMargin, H);
+    vi.y1 = (int16_t)floor_within(py + kMargin, H);
   }
 }
 
@@ -135,24 +165,25 @@ inline void vertex_info(const scalar_t* v, int64_t H, int64_t W, VertexInfo& vi)
 struct TriSetup {
   double a[3], b[3], c[3];  // normalised edge functions e_i = a x + b y + c (NDC x, y)
   double bound[3];          // |computed e_i| <= bound: decide the sign exactly
-  double za, zb, zc;        // z/w = za x + zb y + zc
+  double za, zb, zc;        // z/w = za x + zb y + zc, set by setup_depth
   double P[3][3];           // (X, Y, W) of the corners, for exact decisions
+  double Z[3];              // Z of the corners
+  double det;               // det[P0 P1 P2] after normalisation (> 0)
   int sign;                 // sign of det[P0 P1 P2] (the normalisation)
 };
 
-// Build the setup of triangle (v0, v1, v2), each pointing at (X, Y, Z, W); l1 are the
+// Build the edge functions of triangle (v0, v1, v2), each pointing at (X, Y, Z, W); l1 are the
 // corners' |X| + |Y| + |W|. Returns false when the triangle is degenerate as seen from the
-// eye (det == 0).
+// eye (det == 0). The depth plane waits for setup_depth: most small triangles cover no pixel.
 template <typename scalar_t>
 inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, const double l1[3],
                            TriSetup& s) {
   const scalar_t* v[3] = {v0, v1, v2};
-  double Z[3];
   for (int i = 0; i < 3; ++i) {
     s.P[i][0] = (double)v[i][0];
     s.P[i][1] = (double)v[i][1];
     s.P[i][2] = (double)v[i][3];
-    Z[i] = (double)v[i][2];
+    s.Z[i] = (double)v[i][2];
   }
   const auto& P = s.P;
   for (int i = 0; i < 3; ++i) {
@@ -177,7 +208,15 @@ inline bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_
     det = -det;
   }
   if (!(det > 0.0)) return false;  // exact sign and rounded value disagree: degenerate in practice
-  const double inv = 1.0 / det;
+  s.det = det;
+  return true;
+}
+
+// The depth plane of a triangle set up by setup_triangle; false when it is not finite (the
+// triangle is then skipped).
+inline bool setup_depth(TriSetup& s) {
+  const double inv = 1.0 / s.det;
+  const double* Z = s.Z;
   s.za = (s.a[0] * Z[0] + s.a[1] * Z[1] + s.a[2] * Z[2]) * inv;
   s.zb = (s.b[0] * Z[0] + s.b[1] * Z[1] + s.b[2] * Z[2]) * inv;
   s.zc = (s.c[0] * Z[0] + s.c[1] * Z[1] + s.c[2] * Z[2]) * inv;
@@ -202,7 +241,8 @@ inline bool inside_edge(const TriSetup& s, int i, double e, int64_t ix, int64_t 
   return s.sign * sign_diff_prod(Pj[2], Pk[0], Pj[0], Pk[2]) > 0;
 }
 
-// Pixel bounding box of a triangle, clamped to the image.
+// Pixel bounding box of a triangle, clamped to the image (x0 <= x1, y0 <= y1 when it holds a
+// pixel centre).
 struct BBox {
   int16_t x0, y0, x1, y1;
 };
@@ -259,105 +299,152 @@ inline bool clipped_extent(const double P[3][4], int64_t H, int64_t W, double& x
   return true;
 }
 
+// Pixel-centre bounds of a triangle with a corner at W <= 0, from its clipped extent.
 template <typename scalar_t>
-inline bool triangle_bbox(const scalar_t* pb, const VertexInfo* vi, const int32_t* f, int64_t H, int64_t W,
-                          BBox& box) {
-  const VertexInfo &v0 = vi[f[0]], &v1 = vi[f[1]], &v2 = vi[f[2]];
-  if (v0.out & v1.out & v2.out) return false;  // all three outside one plane (or behind the eye)
-  double xmin, xmax, ymin, ymax;
-  if (!((v0.out | v1.out | v2.out) & kBehind)) {
-    xmin = std::min(v0.px, std::min(v1.px, v2.px));
-    xmax = std::max(v0.px, std::max(v1.px, v2.px));
-    ymin = std::min(v0.py, std::min(v1.py, v2.py));
-    ymax = std::max(v0.py, std::max(v1.py, v2.py));
-  } else {
-    double P[3][4];
-    for (int i = 0; i < 3; ++i)
-      for (int c = 0; c < 4; ++c) P[i][c] = (double)pb[4 * (int64_t)f[i] + c];
-    if (!clipped_extent(P, H, W, xmin, xmax, ymin, ymax)) return false;
-  }
-  // Pixel centres (integers) within the extent; the margin keeps centres lying exactly on a
-  // vertex (rounding moves them by far less than 1e-3 px). Most tiny triangles contain none.
-  const double margin = 1e-3;
-  const double fx0 = std::ceil(xmin - margin), fx1 = std::floor(xmax + margin);
-  const double fy0 = std::ceil(ymin - margin), fy1 = std::floor(ymax + margin);
-  if (!(fx0 <= fx1 && fy0 <= fy1)) return false;
-  if (!(fx1 >= 0.0 && fy1 >= 0.0 && fx0 <= (double)(W - 1) && fy0 <= (double)(H - 1))) return false;
-  box.x0 = (int16_t)std::max(0.0, fx0);
-  box.y0 = (int16_t)std::max(0.0, fy0);
-  box.x1 = (int16_t)std::min((double)(W - 1), fx1);
-  box.y1 = (int16_t)std::min((double)(H - 1), fy1);
+__attribute__((noinline)) bool clipped_bounds(const scalar_t* pb, const int32_t* f, int64_t H, int64_t W,
+                                              int64_t& x0, int64_t& x1, int64_t& y0, int64_t& y1) {
+  double P[3][4], xmin, xmax, ymin, ymax;
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < 4; ++c) P[i][c] = (double)pb[4 * (int64_t)f[i] + c];
+  if (!clipped_extent(P, H, W, xmin, xmax, ymin, ymax)) return false;
+  if (!(xmin <= xmax && ymin <= ymax)) return false;
+  x0 = ceil_within(xmin - kMargin, W);
+  x1 = floor_within(xmax + kMargin, W);
+  y0 = ceil_within(ymin - kMargin, H);
+  y1 = floor_within(ymax + kMargin, H);
   return true;
 }
 
 template <typename scalar_t>
-void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_t N, int64_t F, int64_t H,
-                      int64_t W, scalar_t* out, int nt) {
+__attribute__((always_inline)) inline bool triangle_bbox(const scalar_t* pb, const VertexInfo* vi, const int32_t* f,
+                                                         int64_t H, int64_t W, BBox& box) {
+  const VertexInfo &v0 = vi[f[0]], &v1 = vi[f[1]], &v2 = vi[f[2]];
+  box = BBox{0, 0, 0, 0};
+  if (v0.out & v1.out & v2.out) return false;  // all three outside one plane (or behind the eye)
+  // Pixel centres (integers) within the extent. Most tiny triangles contain none.
+  int64_t x0, x1, y0, y1;
+  if (!((v0.out | v1.out | v2.out) & kBehind)) {
+    x0 = std::min(v0.x0, std::min(v1.x0, v2.x0));
+    x1 = std::max(v0.x1, std::max(v1.x1, v2.x1));
+    y0 = std::min(v0.y0, std::min(v1.y0, v2.y0));
+    y1 = std::max(v0.y1, std::max(v1.y1, v2.y1));
+  } else if (!clipped_bounds(pb, f, H, W, x0, x1, y0, y1)) {
+    return false;
+  }
+  // Decided without branches (about half of all small triangles fail), and the box stays
+  // within the image either way.
+  const bool ok = (x0 <= x1) & (y0 <= y1) & (x1 >= 0) & (y1 >= 0) & (x0 <= W - 1) & (y0 <= H - 1);
+  box.x0 = (int16_t)std::min<int64_t>(W - 1, std::max<int64_t>(0, x0));
+  box.y0 = (int16_t)std::min<int64_t>(H - 1, std::max<int64_t>(0, y0));
+  box.x1 = (int16_t)std::max<int64_t>(0, std::min<int64_t>(W - 1, x1));
+  box.y1 = (int16_t)std::max<int64_t>(0, std::min<int64_t>(H - 1, y1));
+  return ok;
+}
+
+// Scratch of the forward pass, sized for one image and reused for every image of a call.
+struct ForwardScratch {
+  ForwardScratch(int64_t N, int64_t F, int64_t tiles, int64_t chunks)
+      : verts(N), boxes(F), live(F), live_count(chunks), counts(chunks * tiles), cursor(chunks * tiles),
+        tile_start(tiles + 1) {}
+  Scratch<VertexInfo> verts;    // (N)
+  Scratch<BBox> boxes;          // (F)
+  Scratch<int32_t> live;        // (F) per chunk from its first triangle: the ids whose box holds a pixel centre
+  Scratch<int64_t> live_count;  // (chunks) how many
+  Scratch<int64_t> counts;      // (chunks, tiles) triangles per tile and chunk
+  Scratch<int64_t> cursor;      // (chunks, tiles) next free bin slot
+  Scratch<int64_t> tile_start;  // (tiles + 1) bin offsets
+};
+
+// Rasterize one image: pb (N, 4) -> out (H, W, 4). xs, ys: NDC of the pixel centres.
+template <typename scalar_t>
+void rasterize_image(const scalar_t* pb, const int32_t* tri, int64_t N, int64_t F, int64_t H, int64_t W,
+                     const double* xs, const double* ys, ForwardScratch& sc, int64_t chunks, scalar_t* out, int nt) {
   const int64_t tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
-  const int64_t tiles_per_image = tiles_x * tiles_y, num_tiles = B * tiles_per_image;
-  const int64_t items = B * F;  // item = b * F + t
-
-  std::vector<double> xs(W), ys(H);
-  for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
-  for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
-
-  std::unique_ptr<VertexInfo[]> verts(new VertexInfo[B * N]);
-  parallel_for(nt, B * N, morph3d_raster::kCheapGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) vertex_info(pos + 4 * i, H, W, verts[i]);
+  const int64_t num_tiles = tiles_x * tiles_y;
+  VertexInfo* verts = sc.verts.get();
+  BBox* boxes = sc.boxes.get();
+  // About 10 ns a vertex: worth a second thread from a few thousand vertices on.
+  parallel_for(nt, N, 8192, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) vertex_info(pb + 4 * i, H, W, verts[i]);
   });
 
-  // 1. Bounding boxes and tile counts per chunk of items (chunks in item order).
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(items / 16384, 4 * (int64_t)nt));
+  // 1. Bounding boxes and tile counts per chunk of triangles (chunks in triangle order); the
+  // triangles that may cover a pixel centre are listed, so later passes skip the others without
+  // a branch that fails half of the time.
   auto chunk_range = [&](int64_t c, int64_t& lo, int64_t& hi) {
-    lo = items * c / chunks;
-    hi = items * (c + 1) / chunks;
+    lo = F * c / chunks;
+    hi = F * (c + 1) / chunks;
   };
-  std::unique_ptr<BBox[]> boxes(new BBox[items]);
-  std::unique_ptr<uint8_t[]> valid(new uint8_t[items]);
-  std::vector<int64_t> counts((size_t)chunks * num_tiles, 0);
   parallel_for(nt, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t lo, hi;
       chunk_range(c, lo, hi);
-      int64_t* cnt = counts.data() + (size_t)c * num_tiles;
-      for (int64_t it = lo; it < hi; ++it) {
-        const int64_t b = it / F, t = it % F;
+      int64_t* cnt = sc.counts.get() + c * num_tiles;
+      int32_t* live = sc.live.get() + lo;
+      std::fill(cnt, cnt + num_tiles, 0);
+      int64_t n = 0;
+      int64_t run_tile = 0, run = 0;  // consecutive triangles mostly share a tile: count them in a register
+      for (int64_t t = lo; t < hi; ++t) {
         BBox box;
-        const bool ok = triangle_bbox(pos + b * N * 4, verts.get() + b * N, tri + t * 3, H, W, box);
-        valid[it] = ok;
-        if (!ok) continue;
-        boxes[it] = box;
-        const int64_t base = b * tiles_per_image;
-        for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
-          for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx) ++cnt[base + ty * tiles_x + tx];
+        const bool ok = triangle_bbox(pb, verts, tri + t * 3, H, W, box);
+        boxes[t] = box;
+        live[n] = (int32_t)t;
+        n += ok;
+        const int64_t bx0 = box.x0 / kTile, bx1 = box.x1 / kTile, by0 = box.y0 / kTile, by1 = box.y1 / kTile;
+        if (bx0 == bx1 && by0 == by1) {  // one tile: the usual case
+          const int64_t tile = by0 * tiles_x + bx0;
+          if (tile != run_tile) {
+            cnt[run_tile] += run;
+            run_tile = tile;
+            run = 0;
+          }
+          run += ok;
+        } else if (ok) {
+          for (int64_t ty = by0; ty <= by1; ++ty)
+            for (int64_t tx = bx0; tx <= bx1; ++tx) ++cnt[ty * tiles_x + tx];
+        }
       }
+      cnt[run_tile] += run;
+      sc.live_count[c] = n;
     }
   });
   // 2. Offsets: tile-major, then chunk order, so each bin lists triangles in ascending id.
-  std::vector<int64_t> tile_start(num_tiles + 1, 0), cursor((size_t)chunks * num_tiles);
+  int64_t* tile_start = sc.tile_start.get();
   int64_t total = 0;
   for (int64_t tile = 0; tile < num_tiles; ++tile) {
     tile_start[tile] = total;
     for (int64_t c = 0; c < chunks; ++c) {
-      cursor[(size_t)c * num_tiles + tile] = total;
-      total += counts[(size_t)c * num_tiles + tile];
+      sc.cursor[c * num_tiles + tile] = total;
+      total += sc.counts[c * num_tiles + tile];
     }
   }
   tile_start[num_tiles] = total;
-  std::unique_ptr<int32_t[]> bins(new int32_t[std::max<int64_t>(total, 1)]);
+  Scratch<int32_t> bins(total);
   parallel_for(nt, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t lo, hi;
       chunk_range(c, lo, hi);
-      int64_t* cur = cursor.data() + (size_t)c * num_tiles;
-      for (int64_t it = lo; it < hi; ++it) {
-        if (!valid[it]) continue;
-        const int64_t b = it / F, t = it % F;
-        const BBox& box = boxes[it];
-        const int64_t base = b * tiles_per_image;
-        for (int64_t ty = box.y0 / kTile; ty <= box.y1 / kTile; ++ty)
-          for (int64_t tx = box.x0 / kTile; tx <= box.x1 / kTile; ++tx)
-            bins[cur[base + ty * tiles_x + tx]++] = (int32_t)t;
+      int64_t* cur = sc.cursor.get() + c * num_tiles;
+      const int32_t* live = sc.live.get() + lo;
+      int64_t run_tile = 0, slot = cur[0];  // the cursor of the current tile, kept in a register
+      for (int64_t i = 0; i < sc.live_count[c]; ++i) {
+        const int32_t t = live[i];
+        const BBox& box = boxes[t];
+        const int64_t bx0 = box.x0 / kTile, bx1 = box.x1 / kTile, by0 = box.y0 / kTile, by1 = box.y1 / kTile;
+        if (bx0 == bx1 && by0 == by1) {
+          const int64_t tile = by0 * tiles_x + bx0;
+          if (tile != run_tile) {
+            cur[run_tile] = slot;
+            run_tile = tile;
+            slot = cur[tile];
+          }
+          bins[slot++] = t;
+        } else {
+          cur[run_tile] = slot;
+          for (int64_t ty = by0; ty <= by1; ++ty)
+            for (int64_t tx = bx0; tx <= bx1; ++tx) bins[cur[ty * tiles_x + tx]++] = t;
+          slot = cur[run_tile];
+        }
       }
     }
   });
@@ -367,36 +454,38 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
     double zbuf[kTile * kTile], ubuf[kTile * kTile], vbuf[kTile * kTile];
     int32_t idbuf[kTile * kTile];
     for (int64_t tile = tile_lo; tile < tile_hi; ++tile) {
-      const int64_t b = tile / tiles_per_image, local = tile % tiles_per_image;
-      const int64_t tx0 = (local % tiles_x) * kTile, ty0 = (local / tiles_x) * kTile;
+      const int64_t tx0 = (tile % tiles_x) * kTile, ty0 = (tile / tiles_x) * kTile;
       const int64_t tx1 = std::min(tx0 + kTile, W) - 1, ty1 = std::min(ty0 + kTile, H) - 1;
       for (int i = 0; i < kTile * kTile; ++i) {
         zbuf[i] = std::numeric_limits<double>::infinity();
         idbuf[i] = -1;
       }
-      const scalar_t* pb = pos + b * N * 4;
-      const VertexInfo* vb = verts.get() + b * N;
       for (int64_t e = tile_start[tile]; e < tile_start[tile + 1]; ++e) {
         const int64_t t = bins[e];
         const int32_t* f = tri + t * 3;
-        const double l1[3] = {vb[f[0]].l1, vb[f[1]].l1, vb[f[2]].l1};
+        const double l1[3] = {verts[f[0]].l1, verts[f[1]].l1, verts[f[2]].l1};
         TriSetup s;
         if (!setup_triangle(pb + 4 * (int64_t)f[0], pb + 4 * (int64_t)f[1], pb + 4 * (int64_t)f[2], l1, s)) continue;
-        const BBox& box = boxes[b * F + t];
+        const BBox& box = boxes[t];
         const int64_t x0 = std::max<int64_t>(box.x0, tx0), x1 = std::min<int64_t>(box.x1, tx1);
         const int64_t y0 = std::max<int64_t>(box.y0, ty0), y1 = std::min<int64_t>(box.y1, ty1);
-        for (int64_t py = y0; py <= y1; ++py) {
+        int depth = 0;  // depth plane: 0 not set up yet, 1 ready, -1 not finite (skip the triangle)
+        for (int64_t py = y0; py <= y1 && depth >= 0; ++py) {
           const double y = ys[py];
           const double r0 = s.b[0] * y + s.c[0], r1 = s.b[1] * y + s.c[1], r2 = s.b[2] * y + s.c[2];
-          const double zr = s.zb * y + s.zc;
           const int64_t row = (py - ty0) * kTile - tx0;
           for (int64_t px = x0; px <= x1; ++px) {
             const double x = xs[px];
             const double e0 = s.a[0] * x + r0, e1 = s.a[1] * x + r1, e2 = s.a[2] * x + r2;
-            if (!(inside_edge(s, 0, e0, px, py, W, H) && inside_edge(s, 1, e1, px, py, W, H) &&
+            // The clear cases in one branch; exact tests only near an edge.
+            if ((e0 < -s.bound[0]) | (e1 < -s.bound[1]) | (e2 < -s.bound[2])) continue;
+            if (!((e0 > s.bound[0]) & (e1 > s.bound[1]) & (e2 > s.bound[2])) &&
+                !(inside_edge(s, 0, e0, px, py, W, H) && inside_edge(s, 1, e1, px, py, W, H) &&
                   inside_edge(s, 2, e2, px, py, W, H)))
               continue;
-            const double z = s.za * x + zr;
+            if (depth == 0) depth = setup_depth(s) ? 1 : -1;
+            if (depth < 0) break;
+            const double z = s.za * x + (s.zb * y + s.zc);
             const int64_t k = row + px;
             if (!(z >= -1.0 && z <= 1.0 && z < zbuf[k])) continue;
             const double sum = e0 + e1 + e2;
@@ -409,7 +498,7 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
         }
       }
       for (int64_t py = ty0; py <= ty1; ++py) {
-        scalar_t* o = out + ((b * H + py) * W + tx0) * 4;
+        scalar_t* o = out + (py * W + tx0) * 4;
         const int64_t row = (py - ty0) * kTile;
         for (int64_t px = 0; px <= tx1 - tx0; ++px, o += 4) {
           const int64_t k = row + px;
@@ -425,6 +514,31 @@ void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_
       }
     }
   });
+}
+
+// Whole images per thread while at least `nt` images remain, then the rest one after another,
+// each by all threads. Either way the scratch (vertices, boxes, bins) is sized for one image and
+// stays cache-resident whatever the batch size, and an image's result does not depend on how
+// many threads rasterize it.
+template <typename scalar_t>
+void rasterize_kernel(const scalar_t* pos, const int32_t* tri, int64_t B, int64_t N, int64_t F, int64_t H,
+                      int64_t W, scalar_t* out, int nt) {
+  const int64_t tiles = ((W + kTile - 1) / kTile) * ((H + kTile - 1) / kTile);
+  auto chunks_for = [F](int threads) { return std::max<int64_t>(1, std::min<int64_t>(F / 16384, 4 * threads)); };
+  Scratch<double> xs(W), ys(H);
+  for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
+  for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
+  auto image = [&](int64_t b, ForwardScratch& sc, int64_t chunks, int threads) {
+    rasterize_image(pos + b * N * 4, tri, N, F, H, W, xs.get(), ys.get(), sc, chunks, out + b * H * W * 4, threads);
+  };
+  const int64_t whole = nt > 1 ? B / nt * nt : 0;
+  parallel_for(nt, whole, 1, [&](int64_t b0, int64_t b1) {
+    ForwardScratch sc(N, F, tiles, chunks_for(1));
+    for (int64_t b = b0; b < b1; ++b) image(b, sc, chunks_for(1), 1);
+  });
+  if (whole == B) return;
+  ForwardScratch sc(N, F, tiles, chunks_for(nt));
+  for (int64_t b = whole; b < B; ++b) image(b, sc, chunks_for(nt), nt);
 }
 
 // Gradient of (u, v, z/w) at pixel p = (x, y, 1) with respect to the triangle's clip
@@ -457,19 +571,21 @@ inline void pixel_gradient(const scalar_t* v0, const scalar_t* v1, const scalar_
     for (int c = 0; c < 4; ++c) out[i][c] = 0.0;
   const double S = e[0] + e[1] + e[2];
   if (!(S != 0.0) || !std::isfinite(S)) return;
-  const double bc[3] = {e[0] / S, e[1] / S, e[2] / S};
+  const double iS = 1.0 / S;  // reciprocals: a division costs several multiplications
+  const double bc[3] = {e[0] * iS, e[1] * iS, e[2] * iS};
   const double D = bc[0] * P[0][2] + bc[1] * P[1][2] + bc[2] * P[2][2];  // W at the pixel
   if (!(D != 0.0)) return;
-  const double zw = (bc[0] * Z[0] + bc[1] * Z[1] + bc[2] * Z[2]) / D;
-  const double gb[3] = {gu, gv, 0.0};
-  double G[3], Gbar = 0.0;
-  for (int i = 0; i < 3; ++i) {
-    G[i] = gb[i] + gz * (Z[i] - zw * P[i][2]) / D;
-    Gbar += G[i] * bc[i];
+  double G[3] = {gu, gv, 0.0};  // d loss / d b_i
+  double zw = 0.0, iD = 0.0;
+  if (gz != 0.0) {  // z/w = sum(b_i Z_i) / D depends on every b_i
+    iD = 1.0 / D;
+    zw = (bc[0] * Z[0] + bc[1] * Z[1] + bc[2] * Z[2]) * iD;
+    for (int i = 0; i < 3; ++i) G[i] += gz * (Z[i] - zw * P[i][2]) * iD;
   }
+  const double Gbar = G[0] * bc[0] + G[1] * bc[1] + G[2] * bc[2];
   for (int i = 0; i < 3; ++i) {
     const int j = (i + 1) % 3, k = (i + 2) % 3;
-    const double de = (G[i] - Gbar) / S;
+    const double de = (G[i] - Gbar) * iS;
     double dj[3], dk[3];
     cross(P[k], p, dj);  // d e_i / d P_j
     cross(p, P[j], dk);  // d e_i / d P_k
@@ -479,20 +595,30 @@ inline void pixel_gradient(const scalar_t* v0, const scalar_t* v1, const scalar_
     out[k][0] += de * dk[0];
     out[k][1] += de * dk[1];
     out[k][3] += de * dk[2];
-    out[i][2] += gz * bc[i] / D;         // z/w through Z_i
-    out[i][3] -= gz * zw * bc[i] / D;    // z/w through W_i in the denominator
   }
+  if (gz != 0.0)
+    for (int i = 0; i < 3; ++i) {
+      const double gzb = gz * bc[i] * iD;
+      out[i][2] += gzb;       // z/w through Z_i
+      out[i][3] -= gzb * zw;  // z/w through W_i in the denominator
+    }
 }
 
+// Pixels per slab of the single-image backward: bounds its per-pixel scratch (100 bytes a pixel).
+constexpr int64_t kSlab = 65536;
+
+// Every vertex sums its contributions in pixel order, whichever path runs, so the result does
+// not depend on the thread count. All scratch is per image (or per slab) and leased from the
+// cache, so neither its size nor its first-touch cost grows with the batch or the resolution.
 template <typename scalar_t>
 void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const scalar_t* rast, const scalar_t* grad,
                                int64_t B, int64_t N, int64_t F, int64_t H, int64_t W, scalar_t* grad_pos, int nt) {
-  const int64_t HW = H * W, P = B * HW;
-  std::vector<double> xs(W), ys(H);
+  const int64_t HW = H * W;
+  Scratch<double> xs(W), ys(H);
   for (int64_t i = 0; i < W; ++i) xs[i] = pixel_ndc(i, W);
   for (int64_t j = 0; j < H; ++j) ys[j] = pixel_ndc(j, H);
 
-  // Gradient of pixel q; returns its triangle or -1 when it contributes nothing.
+  // Gradient of pixel q (flat over the batch); returns its triangle or -1 when it contributes nothing.
   auto pixel = [&](int64_t q, double out[3][4]) -> int64_t {
     const int64_t t = morph3d_raster::rast_triangle(rast + q * 4, F);
     const scalar_t* g = grad + q * 4;
@@ -504,61 +630,72 @@ void rasterize_backward_kernel(const scalar_t* pos, const int32_t* tri, const sc
                    (double)g[0], (double)g[1], (double)g[2], out);
     return t;
   };
+  auto store = [&](const double* acc, int64_t b) {
+    scalar_t* gp = grad_pos + b * N * 4;
+    for (int64_t i = 0; i < N * 4; ++i) gp[i] = (scalar_t)acc[i];
+  };
 
-  // Every vertex sums its contributions in pixel order, whichever branch runs, so the
-  // result does not depend on the thread count.
-  std::vector<double> acc(B * N * 4, 0.0);
-  if (B >= nt) {
-    // Whole images per thread: accumulate straight into that image's vertices.
-    parallel_for(nt, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
-          double out[3][4];
-          const int64_t t = pixel(q, out);
-          if (t < 0) continue;
-          for (int i = 0; i < 3; ++i) {
-            double* a = acc.data() + (b * N + tri[t * 3 + i]) * 4;
-            for (int c = 0; c < 4; ++c) a[c] += out[i][c];
-          }
-        }
-      }
-    });
-  } else {
-    // Fewer images than threads: compute per pixel in parallel, then owner-computes scatter.
-    std::unique_ptr<int32_t[]> pix_tri(new int32_t[P]);
-    std::unique_ptr<double[]> contrib(new double[P * 12]);
-    parallel_for(nt, P, 8192, [&](int64_t lo, int64_t hi) {
-      for (int64_t q = lo; q < hi; ++q) {
+  // While at least `nt` images remain: whole images per thread, accumulated straight into a
+  // per-image buffer.
+  const int64_t whole = nt > 1 ? B / nt * nt : B;
+  parallel_for(nt, whole, 1, [&](int64_t b0, int64_t b1) {
+    Scratch<double> acc(N * 4);
+    for (int64_t b = b0; b < b1; ++b) {
+      std::fill(acc.get(), acc.get() + N * 4, 0.0);
+      for (int64_t q = b * HW; q < (b + 1) * HW; ++q) {
         double out[3][4];
         const int64_t t = pixel(q, out);
-        pix_tri[q] = (int32_t)t;
         if (t < 0) continue;
-        double* dst = contrib.get() + q * 12;
-        for (int i = 0; i < 3; ++i)
-          for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
-      }
-    });
-    const int workers = morph3d_raster::workers_for(nt, P, 2 * morph3d_raster::kCheapGrain);
-    run_workers(workers, [&](int w) {
-      int64_t lo, hi;
-      morph3d_raster::owner_slice(N, w, workers, lo, hi);
-      for (int64_t q = 0; q < P; ++q) {
-        const int32_t t = pix_tri[q];
-        if (t < 0) continue;
-        const int64_t b = q / HW;
-        const double* src = contrib.get() + q * 12;
         for (int i = 0; i < 3; ++i) {
-          const int64_t vi = tri[(int64_t)t * 3 + i];
-          if (vi < lo || vi >= hi) continue;
-          double* a = acc.data() + (b * N + vi) * 4;
-          for (int c = 0; c < 4; ++c) a[c] += src[i * 4 + c];
+          double* a = acc.get() + (int64_t)tri[t * 3 + i] * 4;
+          for (int c = 0; c < 4; ++c) a[c] += out[i][c];
         }
       }
-    });
-  }
-  for (int64_t i = 0; i < B * N * 4; ++i) grad_pos[i] = (scalar_t)acc[i];
-}
+      store(acc.get(), b);
+    }
+  });
+  if (whole == B) return;
 
+  // The rest one image at a time, in slabs of pixels: per-pixel gradients in parallel, then an
+  // owner-computes scatter (each worker adds the contributions to its own vertex slice).
+  const int64_t slab = std::min(HW, kSlab);
+  Scratch<double> acc(N * 4), contrib(slab * 12);
+  Scratch<int32_t> pix_tri(slab);
+  for (int64_t b = whole; b < B; ++b) {
+    std::fill(acc.get(), acc.get() + N * 4, 0.0);
+    for (int64_t s0 = b * HW; s0 < (b + 1) * HW; s0 += slab) {
+      const int64_t n = std::min(slab, (b + 1) * HW - s0);
+      parallel_for(nt, n, 8192, [&](int64_t lo, int64_t hi) {
+        for (int64_t k = lo; k < hi; ++k) {
+          double out[3][4];
+          const int64_t t = pixel(s0 + k, out);
+          pix_tri[k] = (int32_t)t;
+          if (t < 0) continue;
+          double* dst = contrib.get() + k * 12;
+          for (int i = 0; i < 3; ++i)
+            for (int c = 0; c < 4; ++c) dst[i * 4 + c] = out[i][c];
+        }
+      });
+      const int workers = morph3d_raster::workers_for(nt, n, 16384);
+      run_workers(workers, [&](int w) {
+        int64_t lo, hi;
+        morph3d_raster::owner_slice(N, w, workers, lo, hi);
+        for (int64_t k = 0; k < n; ++k) {
+          const int32_t t = pix_tri[k];
+          if (t < 0) continue;
+          const double* src = contrib.get() + k * 12;
+          for (int i = 0; i < 3; ++i) {
+            const int64_t vi = tri[(int64_t)t * 3 + i];
+            if (vi < lo || vi >= hi) continue;
+            double* a = acc.get() + vi * 4;
+            for (int c = 0; c < 4; ++c) a[c] += src[i * 4 + c];
+          }
+        }
+      });
+    }
+    store(acc.get(), b);
+  }
+}
 
 }  // namespace
 

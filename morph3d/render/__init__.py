@@ -7,7 +7,7 @@ clip-space conventions: ``docs/conventions.md``. Pictures for people (colour map
 overlays) live in :mod:`morph3d.display`; this package never imports PIL.
 """
 from .backends import BackendError
-from .rasterize import antialias, interpolate, rasterize
+from .rasterize import antialias, interpolate, rasterize, release_scratch, scratch_info, set_scratch_limit
 from .colour import linear_to_srgb, srgb_to_linear
 from .face_renderer import FaceRenderer, RenderSettings
 from .flow import flow_to_grid, pixel_grid, render_flow, warp_by_flow
@@ -22,7 +22,8 @@ __all__ = [
     "RenderOutput", "RenderSettings", "SyntheticBatch", "SyntheticFaces", "antialias", "depth_range",
     "flow_to_grid", "interpolate", "landmark_segmentation", "landmark_visibility", "linear_to_srgb",
     "pixel_footprint", "pixel_grid", "polygon_mask", "rasterize", "rasterize_face", "region_class_names",
-    "region_segmentation", "render_face", "render_flow", "smooth_noise", "srgb_to_linear", "warp_by_flow",
+    "region_segmentation", "release_scratch", "render_face", "render_flow", "scratch_info", "set_scratch_limit",
+    "smooth_noise", "srgb_to_linear", "warp_by_flow",
 ]
 
 # Names that moved to morph3d.display; still importable from here, loaded (with PIL) on first use.

@@ -26,6 +26,12 @@ runtime); results, gradients included, are bitwise identical for any thread coun
 shared machine set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python: otherwise OpenMP threads
 spin between parallel regions and take the CPU from everything else (``benchmarks/bench_rasterize.py
 --omp-passive``; several times faster pipelines on 2 oversubscribed cores).
+
+CPU scratch memory: the kernels keep their scratch buffers (per-image bins, per-vertex sums,
+per-pixel gradients; a few bytes per pixel and tens of bytes per vertex) in a process-wide cache
+instead of allocating them afresh on every call, so repeated calls skip the page faults of a new
+allocation. The cache is thread-safe (a buffer is used by one call at a time), keeps at most
+256 MiB by default (:func:`set_scratch_limit`) and is freed by :func:`release_scratch`.
 """
 from __future__ import annotations
 
@@ -56,10 +62,20 @@ def _check_float(t: object, name: str, shape: str) -> torch.Tensor:
     return t
 
 
+# Checks already passed by a tensor (same object, unmodified since): clip_pos goes through
+# rasterize and antialias, rast through interpolate and antialias, and their full passes over the
+# data cost as much as a kernel at high resolution.
+_checked = TensorCache()
+
+
 def _check_finite(t: torch.Tensor, name: str) -> None:
-    lo, hi = torch.aminmax(t.detach())  # one pass; NaN propagates into both
-    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    def check():
+        lo, hi = torch.aminmax(t.detach())  # one pass; NaN propagates into both
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return True
+
+    _checked.get(t, "finite", check)
 
 
 def _check_clip_pos(clip_pos: object) -> torch.Tensor:
@@ -128,6 +144,10 @@ def _check_rast(rast: object, num_triangles: int) -> torch.Tensor:
         raise ValueError(f"rast must be (B, H, W, 4) as returned by rasterize(), got {tuple(rast.shape)}")
     if rast.shape[0] == 0 or rast.shape[1] == 0 or rast.shape[2] == 0:
         raise ValueError(f"rast is empty: {tuple(rast.shape)}")
+    # rasterize() records the triangle count of what it returns: ids lie in [0, that count].
+    made_for = _checked.get(rast, "triangles", lambda: None)
+    if made_for is not None and made_for <= num_triangles:
+        return rast
     ids = rast[..., 3].detach()
     lo, hi = (float(v) for v in torch.aminmax(ids))
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > num_triangles:
@@ -168,7 +188,9 @@ class _InterpolateCPU(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         attributes, rast, tri32 = ctx.saved_tensors
-        grad_attr, grad_rast = ops().interpolate_bwd(attributes, rast, tri32, grad_out)
+        # Only the gradients autograd asks for are computed; the others come back as None.
+        grad_attr, grad_rast = ops().interpolate_bwd(attributes, rast, tri32, grad_out, ctx.needs_input_grad[0],
+                                                     ctx.needs_input_grad[1])
         return grad_attr, grad_rast, None
 
 
@@ -182,11 +204,44 @@ class _AntialiasCPU(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        grad_color, grad_pos = ops().antialias_bwd(*ctx.saved_tensors, grad_out)
+        grad_color, grad_pos = ops().antialias_bwd(*ctx.saved_tensors, grad_out, ctx.needs_input_grad[0],
+                                                   ctx.needs_input_grad[2])
         return grad_color, None, grad_pos, None, None
 
 
 _topology_cache = TensorCache()
+
+# ---------------------------------------------------------------------------------------------
+# Scratch cache of the CPU kernels.
+
+
+def release_scratch() -> int:
+    """Free the scratch memory the CPU kernels keep cached between calls; returns the bytes freed.
+
+    Buffers in use by a call running in another thread are not touched; later calls allocate again.
+    """
+    return int(ops().raster_scratch_release())
+
+
+def set_scratch_limit(nbytes: int) -> int:
+    """Keep at most ``nbytes`` (>= 0) of CPU kernel scratch cached between calls; returns the old limit.
+
+    0 disables the cache (every call allocates and frees its scratch). The default is 256 MiB.
+    """
+    if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
+        raise TypeError(f"nbytes must be an integer number of bytes, got {nbytes!r}")
+    nbytes = operator.index(nbytes)
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    return int(ops().raster_scratch_set_limit(nbytes))
+
+
+def scratch_info() -> dict[str, int]:
+    """State of the CPU kernels' scratch cache: ``cached_bytes`` (free for reuse), ``leased_bytes``
+    (held by calls running now) and ``limit_bytes``."""
+    cached, leased, limit = (int(v) for v in ops().raster_scratch_stats())
+    return {"cached_bytes": cached, "leased_bytes": leased, "limit_bytes": limit}
+
 
 # ---------------------------------------------------------------------------------------------
 # Public ops.
@@ -209,8 +264,11 @@ def rasterize(clip_pos: torch.Tensor, tri: torch.Tensor, resolution: Sequence[in
     which = resolve_backend(backend, clip_pos.device)
     tri32 = _prepare_tri(tri, clip_pos.shape[1], clip_pos.device, "vertices in clip_pos")
     if which == CPU:
-        return _RasterizeCPU.apply(clip_pos, tri32, height, width)
-    return nvdr_rasterize(clip_pos, tri32, (height, width))
+        rast = _RasterizeCPU.apply(clip_pos, tri32, height, width)
+    else:
+        rast = nvdr_rasterize(clip_pos, tri32, (height, width))
+    _checked.get(rast, "triangles", lambda: tri32.shape[0])
+    return rast
 
 
 def interpolate(attributes: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor,
