@@ -23,8 +23,11 @@ Printed per image and in summary:
 - seconds per image of the fit alone (detection excluded, reported separately), one image at a time;
   ``+photo`` rows add the photometric refinement (and their time) to the landmark fit above them.
 
-Usage: ``python benchmarks/fit_accuracy.py [--limit N] [--photometric] [--no-eos] [--no-detect]
-[--threads T]``.
+The photometric rows also report the photo residual: the mean over the fit's pixel weights of
+|render - photo| (linear RGB) at the end, how well the refined face explains the photo.
+
+Usage: ``python benchmarks/fit_accuracy.py [--limit N] [--photometric] [--photo-steps S] [--no-eos]
+[--no-detect] [--threads T]``.
 """
 from __future__ import annotations
 
@@ -143,6 +146,13 @@ def scores(pred, gt) -> dict:
             "io51": nme(pred, gt, "interocular", INNER), "box51": nme(pred, gt, "box", INNER)}
 
 
+def photo_residual(ph) -> float:
+    """Mean over the fit's pixel weights of |render - photo| (linear RGB, per-pixel L2) at the end of a
+    photometric refinement: how well the fitted face explains the photo."""
+    from morph3d.fitting.losses import photometric_loss
+    return float(photometric_loss(ph.render, ph.photo, ph.mask, "l21")[0])
+
+
 def summarise(rows, methods, label):
     print(f"\n== {label}: mean NME (%) over {len(rows)} faces; seconds per image ==")
     print(f"{'method':30s} {'n':>3s} {'io68':>6s} {'box68':>6s} {'io51':>6s} {'box51':>6s} {'med io68':>8s} "
@@ -162,6 +172,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N manifest entries")
     ap.add_argument("--photometric", action="store_true", help="also refine photometrically (224 px crops)")
+    ap.add_argument("--photo-steps", type=int, default=None,
+                    help="most Adam steps of the refinement (default: its own)")
+    ap.add_argument("--photo-tolerance", type=float, default=None,
+                    help="the refinement's convergence tolerance (default: its own; 0 takes every step)")
     ap.add_argument("--no-eos", action="store_true")
     ap.add_argument("--no-detect", action="store_true", help="skip the dlib-detected landmark runs")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -195,7 +209,9 @@ def main(argv=None) -> int:
     photometric = None
     if args.photometric:
         from morph3d.fitting import PhotometricConfig, fit_photometric
-        photometric = (fit_photometric, PhotometricConfig(progress=False))
+        chosen = {"steps": args.photo_steps, "tolerance": args.photo_tolerance}
+        photometric = (fit_photometric, PhotometricConfig(progress=False, **{k: v for k, v in chosen.items()
+                                                                              if v is not None}))
     print(f"torch threads: {torch.get_num_threads()}; {len(entries)} faces; models: {', '.join(models)}")
 
     # warm-up (first calls pay one-off costs)
@@ -237,7 +253,8 @@ def main(argv=None) -> int:
                     row[f"morph3d-{name}+photo/{src}"] = {**scores(ph.landmarks_2d[0].numpy(), gt),
                                                           "time": sec + ph.seconds,
                                                           "pose": np.degrees(ph.params.rotation[0].numpy()),
-                                                          "refined": not bool(ph.kept_landmark_geometry[0])}
+                                                          "refined": not bool(ph.kept_landmark_geometry[0]),
+                                                          "residual": photo_residual(ph), "steps": len(ph.loss)}
             if eos_fitter is not None:
                 pred, pose, sec = eos_fitter.fit(lm, w, h)
                 row[f"eos-sfm/{src}"] = {**scores(pred, gt), "time": sec, "pose": pose}
@@ -270,8 +287,11 @@ def main(argv=None) -> int:
             worse = sum(after > before + 1e-9 for before, after in pairs)
             refined = sum(r[m]["refined"] for r in rows if m in r)
             before, after = (np.mean([p[i] for p in pairs]) * 100 for i in (0, 1))
+            residual = np.mean([r[m]["residual"] for r in rows if m in r])
+            steps = np.mean([r[m]["steps"] for r in rows if m in r])
             print(f"  {m:30s} mean {before:.3f} -> {after:.3f} %, worse on {worse} of {len(pairs)} faces; "
-                  f"refined geometry kept on {refined} (else the landmark fit's)")
+                  f"refined geometry kept on {refined} (else the landmark fit's); photo residual {residual:.4f}; "
+                  f"{steps:.1f} steps")
     if det_times:
         print(f"\ndlib detection: {np.mean(det_times):.3f} s/image; no matching face in {len(det_missed)}: "
               f"{', '.join(det_missed)}")

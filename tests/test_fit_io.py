@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from morph3d.fitting import ImageLoadError, LandmarkFileError, load_image, read_landmarks, write_pts
+from morph3d.fitting.images import image_size
 from morph3d.fitting.landmarks_io import check_in_image, find_landmark_file
 
 
@@ -153,3 +154,45 @@ def test_find_landmark_file_and_image_check(tmp_path):
     check_in_image(_points(), (100, 100), "x")
     with pytest.raises(LandmarkFileError, match="far outside"):
         check_in_image(_points() + 1000, (100, 100), "x")
+
+
+def test_image_size_reads_the_header_like_load_image(tmp_path):
+    Image.fromarray(_pattern(12, 16)).save(tmp_path / "a.png")
+    assert image_size(tmp_path / "a.png") == load_image(tmp_path / "a.png").shape[:2] == (12, 16)
+    turned = Image.fromarray(_pattern(12, 16))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees: a viewer shows it 16 high
+    for name in ("r.jpg", "r.png"):
+        turned.save(tmp_path / name, exif=exif)
+        assert image_size(tmp_path / name) == load_image(tmp_path / name).shape[:2] == (16, 12)
+    with pytest.raises(ImageLoadError, match="no such file"):
+        image_size(tmp_path / "nope.png")
+    with pytest.raises(ImageLoadError, match="megapixels"):
+        image_size(tmp_path / "a.png", max_megapixels=1e-5)
+
+
+def test_json_only_fit_from_landmark_files_decodes_no_pixels(tmp_path, monkeypatch):
+    import torch
+
+    from conftest import tiny_canonical
+    from morph3d.fitting import FitPipeline, batch, plan_jobs
+    from morph3d.model import MorphableModel
+    from morph3d.render import render_face
+
+    model = MorphableModel(tiny_canonical())
+    p = model.default_params(1, image_size=(80, 96))
+    with torch.no_grad():
+        out = render_face(model, p, outputs=("image", "landmarks"))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "marks").mkdir()
+    Image.fromarray((out.image[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(
+        tmp_path / "photos" / "face.png")
+    np.save(tmp_path / "marks" / "face.npy", out.landmarks_2d[0].numpy().astype(np.float64))
+    jobs = plan_jobs(tmp_path / "photos", tmp_path / "marks")
+    decoded = []
+    monkeypatch.setattr(batch, "load_image", lambda path: decoded.append(path) or load_image(path))
+    report = FitPipeline(model, "tiny", outputs=("json",)).run(jobs, tmp_path / "json", progress=False)
+    assert len(report.done) == 1 and decoded == []
+    assert json.loads((tmp_path / "json" / "face.json").read_text())["image_size"] == [80, 96]
+    report = FitPipeline(model, "tiny", outputs=("json", "overlay")).run(jobs, tmp_path / "all", progress=False)
+    assert len(report.done) == 1 and len(decoded) == 1

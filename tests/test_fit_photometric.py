@@ -69,3 +69,18 @@ def test_photometric_refinement_explains_the_photo(face_model):
     ratio = est[:, 3] / est[:, 0]
     assert (ratio > 0.5 * 0.8 / float(light[0, 0, 0])).all() and (est[:, 1].abs() < 0.1 * est[:, 0]).all(), est
     assert res.landmarks_2d.shape == (1, 68, 2) and res.params.camera.image_size == SIZE
+
+
+def test_refinement_stops_once_converged(face_model):
+    model = face_model
+    p = posed(model, 10.0, 0.0, 0.0, seed=3)
+    with torch.no_grad():
+        photo = render_face(model, p, outputs=("image",)).image
+    image = (linear_to_srgb(photo[0]).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    lm, conf = annotate(model, p, jaw_reference_vertices(model))
+    fit = LandmarkFitter(model).fit(lm[None], SIZE, confidence=conf[None])
+    # every objective falls by less than its own size over 2 steps: stop after 3
+    cfg = PhotometricConfig(size=48, steps=20, tolerance=1.0, window=2, progress=False)
+    assert len(fit_photometric(model, [image], fit, lm[None].numpy(), cfg).loss) == 3
+    with pytest.raises(ValueError, match="tolerance"):
+        PhotometricConfig(tolerance=-1.0)

@@ -19,7 +19,8 @@ Outputs of an image, written to temporary names and renamed, the JSON last:
 
 Images of a folder tree (``recursive``) have ids relative to the folder (``shards.image_id``); their
 outputs go to the same sub-folders of the output folder. ``outputs`` chooses what is written besides the
-JSON (a JSON-only run does no mesh export or overlay rendering: the fit's own speed).
+JSON (a JSON-only run does no mesh export or overlay rendering, and with landmark files it reads only
+the images' headers, not their pixels: the fit's own speed).
 
 An image counts as done when its JSON exists, parses, is marked complete, was made from the same
 image and landmark file bytes with the same model, landmark source and fitting mode, and every requested
@@ -46,7 +47,7 @@ from ..io import atomic_write, check_output_dir, file_sha256
 from ..model.export import export_mesh
 from .detect import detect_faces
 from .errors import FitInputError, LandmarkFileError
-from .images import list_images, load_image
+from .images import image_size, list_images, load_image
 from .landmark_fit import LandmarkFitConfig, LandmarkFitter
 from .landmarks_io import check_in_image, find_landmark_file, read_landmarks
 from .photometric import PhotometricConfig, fit_photometric
@@ -206,12 +207,18 @@ class FitPipeline:
         return all(isinstance(name, str) and (folder / name).is_file() for name in wanted)
 
     # ---- one image -------------------------------------------------------------------------
-    def _landmarks(self, job: Job, image: np.ndarray) -> tuple[np.ndarray, list, list, str]:
+    def _needs_pixels(self, job: Job) -> bool:
+        """Whether fitting ``job`` looks at the photo's pixels (else its header gives the size)."""
+        return job.landmarks is None or self.photometric or "overlay" in self.outputs
+
+    def _landmarks(self, job: Job, image: np.ndarray | None,
+                   size: tuple[int, int]) -> tuple[np.ndarray, list, list, str]:
         """-> landmarks (F, 68, 2), face boxes and detector scores (F each; None for a landmark file),
-        source description."""
+        source description. ``image`` is None when the landmarks come from a file and nothing else
+        needs pixels; ``size``: its (height, width)."""
         if job.landmarks is not None:
             lm = read_landmarks(job.landmarks)
-            check_in_image(lm, image.shape[:2], str(job.landmarks))
+            check_in_image(lm, size, str(job.landmarks))
             return lm[None], [None], [None], f"file:{job.landmarks}"
         faces = detect_faces(image, self.detector, self.all_faces, source=str(job.image))
         return (np.stack([f.landmarks for f in faces]), [[float(v) for v in f.box] for f in faces],
@@ -228,10 +235,13 @@ class FitPipeline:
         start = time.perf_counter()
         if job.problem:
             raise FitInputError(job.problem)
-        image = load_image(job.image)
+        # a JSON-only fit from a landmark file needs the image's size, not its pixels (decoding a photo can
+        # take longer than fitting it)
+        image = load_image(job.image) if self._needs_pixels(job) else None
+        size = image.shape[:2] if image is not None else image_size(job.image)
         identity = input_identity(job)
-        given, boxes, scores, source = self._landmarks(job, image)
-        fit = self.fitter.fit(given, image.shape[:2])
+        given, boxes, scores, source = self._landmarks(job, image, size)
+        fit = self.fitter.fit(given, size)
         params, fitted, kind = fit.params, fit.landmarks_2d, "landmarks"
         extra = {"rms_px": fit.rms_px.tolist()}
         if self.photometric:
@@ -268,7 +278,7 @@ class FitPipeline:
                               "detector_score": scores[k],
                               "mesh": paths["meshes"][k].name if meshes else None,
                               "fit": {"kind": kind, **{n: v[k] for n, v in extra.items()}}})
-            record = {**faces[0], "id": job.id, "image": job.image.name, "image_size": list(image.shape[:2]),
+            record = {**faces[0], "id": job.id, "image": job.image.name, "image_size": list(size),
                       "model": self.model.name, "model_source": self.model_source, "landmarks_source": source,
                       "pose_convention": POSE_CONVENTION, "mesh_frame": "model (mm, unposed; params pose it)",
                       "overlay": paths["overlay"].name if "overlay" in self.outputs else None,

@@ -10,12 +10,13 @@ Rules
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
 
@@ -56,9 +57,10 @@ def _to_rgb8(im: Image.Image, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
-    """Read an image file -> (H, W, 3) uint8 RGB, upright. Raises :class:`ImageLoadError`."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path, max_megapixels: float):
+    """The PIL image of ``path``, header read and checked (exists, has pixels, within the size limit);
+    PIL's errors are turned into :class:`ImageLoadError`."""
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file")
     if path.is_dir():
@@ -76,10 +78,7 @@ def load_image(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> np.n
                 if mp > max_megapixels:
                     raise ImageLoadError(f"{path}: {w} x {h} is {mp:.1f} megapixels, above the limit of "
                                          f"{max_megapixels:g}; downscale it first")
-                im.seek(0)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return _to_rgb8(im, path)
+                yield im
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -88,6 +87,31 @@ def load_image(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> np.n
         raise ImageLoadError(f"{path}: not an image file PIL can read (corrupt or unknown format)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"{path}: the image file is damaged or truncated ({exc})") from exc
+
+
+def load_image(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
+    """Read an image file -> (H, W, 3) uint8 RGB, upright. Raises :class:`ImageLoadError`."""
+    path = Path(path)
+    with _opened(path, max_megapixels) as im:
+        im.seek(0)
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        return _to_rgb8(im, path)
+
+
+def image_size(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, int]:
+    """(height, width) of the upright image, as ``load_image(path).shape[:2]``, from the file's header
+    alone (no decoding: a fit from landmark files needs no pixels). Raises :class:`ImageLoadError`
+    for a file ``load_image`` rejects before decoding; damage past the header goes unnoticed, and so
+    does an EXIF orientation that a PNG stores after its pixel data."""
+    path = Path(path)
+    with _opened(path, max_megapixels) as im:
+        w, h = im.size
+        # PIL looks for a PNG's eXIf chunk after the pixel data by decoding them; PNG puts it before.
+        exif = Image.Exif() if im.format == "PNG" and "exif" not in im.info else im.getexif()
+        # EXIF orientations 5-8 turn the image by 90 degrees (exif_transpose swaps the sides)
+        turned = exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (w, h) if turned else (h, w)
 
 
 def list_images(directory: str | Path) -> list[Path]:

@@ -19,9 +19,10 @@ functions of ``losses.py``.
 Start: on the landmark fit's geometry, lighting (27 SH coefficients) and albedo coefficients are
 solved in closed form, alternately (``closed_form_rounds``): both enter the rendered colour linearly
 when the other is fixed (linear least squares on the mean squared residual in units of
-``photo_sigma``, with the albedo prior). Then ``steps`` Adam steps refine every parameter jointly,
-with small steps so that geometry moves only where the image supports it. The landmark term keeps
-the landmark fit's weight; the result is checked, and any face whose mean landmark error grew (by more than
+``photo_sigma``, with the albedo prior). Then up to ``steps`` Adam steps refine every parameter jointly,
+with small steps so that geometry moves only where the image supports it; the refinement stops earlier
+once every face's objective has converged (``tolerance``, ``window``). The landmark term keeps the
+landmark fit's weight; the result is checked, and any face whose mean landmark error grew (by more than
 ``landmark_tolerance``, relative; 0 by default) keeps the landmark fit's geometry (pose, identity,
 expression) with the refined albedo and lighting, so the refinement never worsens the landmark fit.
 """
@@ -40,6 +41,7 @@ from ..model.face_definitions import NON_SKIN_PARTS, NUM_LANDMARKS, regions_with
 from ..model.lighting import BAND_FACTORS, BAND_OF_COEFFICIENT, NUM_SH, ambient_lighting, irradiance, sh_basis
 from ..model.params import FaceParams
 from ..render import interpolate, region_segmentation, render_face, srgb_to_linear
+from .adam import Adam
 from .crop import Crop
 from .landmark_fit import LandmarkFitConfig, LandmarkFitResult
 from .losses import PHOTO_LOSSES, face_size, landmark_loss, landmark_points, photometric_loss, tikhonov
@@ -57,7 +59,9 @@ class PhotometricConfig:
 
     size: int = 224                 # crop resolution, px
     margin: float = 1.5             # crop side / longer side of the landmarks' box
-    steps: int = 30                 # Adam steps
+    steps: int = 30                 # Adam steps, at most
+    tolerance: float = 1e-4         # stop early once no face's objective fell by more than this fraction
+    window: int = 5                 # over the last ``window`` steps (tolerance 0: always take every step)
     closed_form_rounds: int = 2     # alternations of the lighting / albedo least-squares start
     photo_weight: float = 50.0
     photo_loss: str = "l21"         # per-pixel distance: 'l21', 'l2', 'l1' or 'huber' (losses.photometric_loss)
@@ -75,6 +79,8 @@ class PhotometricConfig:
             raise ValueError(f"photo_loss must be one of {PHOTO_LOSSES}, got {self.photo_loss!r}")
         if self.size < 8 or self.steps < 0 or self.closed_form_rounds < 0:
             raise ValueError("need size >= 8 px and steps, closed_form_rounds >= 0")
+        if self.tolerance < 0 or self.window < 1:
+            raise ValueError("need tolerance >= 0 and window >= 1")
 
 
 @dataclass
@@ -288,23 +294,31 @@ def _landmark_sources(fit: LandmarkFitResult, dev, dt):
 
 
 def _refine(model, init, cam, articulation, objective, cfg: PhotometricConfig, clamp):
-    """``cfg.steps`` Adam steps on every parameter from ``init``; blendshape weights kept in ``clamp``.
-    Returns the final tensors by name and the per-step means of the objective's terms."""
+    """At most ``cfg.steps`` Adam steps on every parameter from ``init``; blendshape weights kept in
+    ``clamp``. Stops early once every face's objective has fallen by at most ``cfg.tolerance`` of its
+    value over the last ``cfg.window`` steps. Returns the final tensors by name and the per-step means of
+    the objective's terms."""
     var = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    opt = torch.optim.Adam([{"params": [var[k]], "lr": LEARNING_RATES[k]} for k in NAMES])
-    history = []
+    opt = Adam([(var[k], LEARNING_RATES[k]) for k in NAMES])
+    history, totals = [], []
     bar = tqdm(range(cfg.steps), desc="photometric", unit="step", leave=False, disable=not cfg.progress)
     for _ in bar:
         opt.zero_grad()
         p = FaceParams(**{k: var[k] for k in NAMES}, camera=cam, articulation=articulation)
         terms = objective(render_face(model, p, outputs=("image", "mask")), var)
-        sum(terms).sum().backward()
+        total = sum(terms)
+        total.sum().backward()
         opt.step()
         if clamp is not None:
             with torch.no_grad():
                 var["expression"].clamp_(*clamp)
         history.append([float(x.detach().mean()) for x in terms])
         bar.set_postfix(loss=f"{sum(history[-1]):.2f}")
+        totals.append(total.detach())
+        if cfg.tolerance > 0 and len(totals) > cfg.window:
+            fall = totals[-1 - cfg.window] - totals[-1]
+            if bool((fall <= cfg.tolerance * totals[-1].abs()).all()):
+                break
     return {k: v.detach() for k, v in var.items()}, history
 
 

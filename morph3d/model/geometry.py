@@ -1,12 +1,24 @@
 """Mesh geometry on batched tensors."""
 import torch
 
+from . import normals_kernel
+
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Area-weighted unit vertex normals.
+    """Area-weighted unit vertex normals: each vertex's sum of ``(p1 - p0) x (p2 - p0)`` over its triangles,
+    divided by ``max(length, eps)``.
 
     vertices: (B, N, 3) float; triangles: (F, 3) long -> (B, N, 3) unit vectors (zero for unused vertices).
+    float32/float64 on the CPU (and on CUDA in CUDA builds) use the fused kernels
+    (``normals_kernel``); other inputs use :func:`vertex_normals_reference`.
     """
+    if normals_kernel.supports(vertices):
+        return normals_kernel.fused_vertex_normals(vertices, triangles, eps)
+    return vertex_normals_reference(vertices, triangles, eps)
+
+
+def vertex_normals_reference(vertices: torch.Tensor, triangles: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Pure-torch :func:`vertex_normals` (gathers and ``index_add``), the fused kernels' reference."""
     b, n, _ = vertices.shape
     # vertex-major layout: each gather / scatter moves one contiguous row of 3B values
     rows = vertices.permute(1, 0, 2).reshape(n, 3 * b)

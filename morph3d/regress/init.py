@@ -67,8 +67,11 @@ class RegressorFitPipeline(FitPipeline):
     def signature(self, job) -> dict:
         return {**super().signature(job), "init": "regressor"}
 
-    def _landmarks(self, job, image: np.ndarray):
-        found = super()._landmarks(job, image)
+    def _needs_pixels(self, job) -> bool:
+        return True  # the regressor looks at every photo
+
+    def _landmarks(self, job, image: np.ndarray, size: tuple[int, int]):
+        found = super()._landmarks(job, image, size)
         self.fitter.photo = image  # the next fit's image (fit_image runs one image at a time)
         return found
 
