@@ -93,7 +93,7 @@ if ((BUILT)); then
   # its CUDA plugin on first use, which the tests' limit allows for).
   step nvdiffrast 120 "$PY" -c 'import nvdiffrast.torch; print("nvdiffrast", nvdiffrast.__version__)'
   step cuda_tests 200 "$PY" -m pytest -q -rs -p no:cacheprovider -m cuda \
-    tests/test_rasterize.py tests/test_pixel_sample.py
+    tests/test_rasterize.py tests/test_pixel_sample.py tests/test_vertex_normals.py
   step bench_rasterize 150 "$PY" benchmarks/bench_rasterize.py --quick
   step bench_pixel_sample 120 "$PY" benchmarks/bench_pixel_sample.py --repeats 5
 else
