@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .model import Directions, load_directions
+from .model import Directions, load_directions, pose_vector
 from .reenact import reenact_latents, rescaled_pose
 
 MEASURES = ("csim", "lpips", "nme", "pose_deg", "expression")
@@ -73,10 +73,10 @@ MODES = ("self", "cross", "generated")
 
 
 @torch.no_grad()
-def evaluate(G, directions: Directions, encoder, pairs: dict, mode: str = "self", identity=None, lpips_fn=None,
-             batch: int = 16) -> dict[str, float]:
-    """The measures (``MEASURES``; csim without ``identity``, lpips without ``lpips_fn`` or outside the self
-    mode are NaN) averaged over the sets of ``pairs``; ``mode`` one of ``MODES`` (see the module doc)."""
+def prepare(G, encoder, pairs: dict, mode: str = "self", identity=None, batch: int = 16) -> list[dict]:
+    """What every method's evaluation in ``mode`` shares, per batch of sets: source codes and images, targets,
+    the encoder's coefficients of both, the identity features of the CSIM reference (the target in the self
+    mode, else the source) and the target's true rotation, expression and landmarks."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     sets = pairs["ws"].shape[0]
@@ -84,24 +84,46 @@ def evaluate(G, directions: Directions, encoder, pairs: dict, mode: str = "self"
         raise ValueError("cross-reenactment needs at least 2 sets")
     t = (torch.arange(sets) + 1) % sets if mode == "cross" else torch.arange(sets)
     images = pairs["images"].float() / 127.5 - 1
-    sums = {k: 0.0 for k in MEASURES}
-    m = directions.expression_dims
+    out = []
     for idx in torch.arange(sets).split(batch):
-        src, tgt = images[idx, 0], images[t[idx], 1]
-        out = reenact_latents(G, directions, encoder, pairs["ws"][idx, 0].float(), tgt,
-                              source_images=None if mode == "generated" else src)
-        c = encoder(out.reenacted)
-        rot_t, expr_t = pairs["rotation"][t[idx], 1], pairs["expression"][t[idx], 1]
-        sums["pose_deg"] += ((c.rotation - rot_t).abs().mean(1) * 180 / math.pi).sum().item()
-        sums["expression"] += (c.expression[:, :m] - expr_t[:, :m]).abs().mean(1).sum().item()
-        sums["nme"] += nme(c.landmarks, pairs["landmarks"][t[idx], 1]).sum().item()
+        ws = pairs["ws"][idx, 0].float()
+        src = G.synthesis(ws, noise_mode="const").clamp(-1, 1) if mode == "generated" else images[idx, 0]
+        tgt = images[t[idx], 1]
+        b = {"ws": ws, "target": tgt, "c_source": encoder(src), "c_target": encoder(tgt),
+             "rotation": pairs["rotation"][t[idx], 1], "expression": pairs["expression"][t[idx], 1],
+             "landmarks": pairs["landmarks"][t[idx], 1]}
         if identity is not None:
-            ref = tgt if mode == "self" else out.source.clamp(-1, 1)
-            cref = encoder(ref)
+            ref, c_ref = (tgt, b["c_target"]) if mode == "self" else (src, b["c_source"])
+            b["f_ref"] = identity(ref, c_ref.landmarks)
+        out.append(b)
+    return out
+
+
+@torch.no_grad()
+def evaluate(G, directions: Directions, encoder, pairs: dict, mode: str = "self", identity=None, lpips_fn=None,
+             batch: int = 16, prepared: list[dict] | None = None) -> dict[str, float]:
+    """The measures (``MEASURES``; csim without ``identity``, lpips without ``lpips_fn`` or outside the self
+    mode are NaN) averaged over the sets of ``pairs``; ``mode`` one of ``MODES`` (see the module doc).
+    prepared: :func:`prepare`'s result for these pairs and mode (with the same ``identity``), shared by the
+    methods of one run."""
+    prepared = prepared if prepared is not None else prepare(G, encoder, pairs, mode, identity, batch)
+    directions.check_generator(G)
+    sums = {k: 0.0 for k in MEASURES}
+    m, sets = directions.expression_dims, 0
+    for b in prepared:
+        q_s = directions.rescale(pose_vector(b["c_source"].rotation, b["c_source"].expression, m))
+        q_t = directions.rescale(pose_vector(b["c_target"].rotation, b["c_target"].expression, m))
+        reenacted = G.synthesis(directions(b["ws"], q_t - q_s), noise_mode="const").clamp(-1, 1)
+        c = encoder(reenacted)
+        sets += reenacted.shape[0]
+        sums["pose_deg"] += ((c.rotation - b["rotation"]).abs().mean(1) * 180 / math.pi).sum().item()
+        sums["expression"] += (c.expression[:, :m] - b["expression"][:, :m]).abs().mean(1).sum().item()
+        sums["nme"] += nme(c.landmarks, b["landmarks"]).sum().item()
+        if identity is not None:
             sums["csim"] += torch.nn.functional.cosine_similarity(
-                identity(ref, cref.landmarks), identity(out.reenacted.clamp(-1, 1), c.landmarks), dim=1).sum().item()
+                b["f_ref"], identity(reenacted, c.landmarks), dim=1).sum().item()
         if lpips_fn is not None and mode == "self":
-            sums["lpips"] += lpips_fn(out.reenacted.clamp(-1, 1), tgt).sum().item()
+            sums["lpips"] += lpips_fn(reenacted, b["target"]).sum().item()
     res = {k: v / sets for k, v in sums.items()}
     if identity is None:
         res["csim"] = float("nan")
@@ -178,9 +200,11 @@ def main(argv=None) -> int:
     methods["no edit (A = 0)"] = copy.deepcopy(first)
     with torch.no_grad():
         methods["no edit (A = 0)"].A.zero_()
+    shared = {mode: prepare(G, encoder, pairs, mode, identity) for mode, pairs in data.items()}
     rows = {}
     for name, d in tqdm(methods.items(), desc="evaluate", disable=not sys.stderr.isatty()):
-        rows[name] = {mode: evaluate(G, d, encoder, pairs, mode, identity, lpips) for mode, pairs in data.items()}
+        rows[name] = {mode: evaluate(G, d, encoder, pairs, mode, identity, lpips, prepared=shared[mode])
+                      for mode, pairs in data.items()}
     print(markdown_table(rows))
     if args.sheet:
         mode = "generated" if "generated" in data else "cross"
@@ -190,7 +214,8 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["MEASURES", "MODES", "comparison_sheet", "evaluate", "least_squares_directions", "linear_baseline", "markdown_table", "nme"]
+__all__ = ["MEASURES", "MODES", "comparison_sheet", "evaluate", "least_squares_directions", "linear_baseline",
+           "markdown_table", "nme", "prepare"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
