@@ -330,3 +330,17 @@ def test_evaluate_measures_on_pairs(tmp_path):
     path = comparison_sheet(G, {"zero": d, "baseline": base}, enc, pairs, tmp_path / "sheet.png", count=2,
                             mode="cross")
     assert Image.open(path).size[0] > 2 * 16
+
+
+def test_shipped_world_directions_fit_the_world_generator():
+    """The committed A is the recipe's mixed run: it fits the world StyleGAN2 and its recipe names the run."""
+    import yaml
+
+    from gan_bridge.assets import asset_path
+    from gan_bridge.networks.stylegan2 import load_generator
+    G = load_generator(asset_path("world_stylegan2_32.pt"))
+    d = load_directions(asset_path("world_directions_32.pt"))
+    d.check_generator(G)
+    assert (d.num_layers, d.expression_dims) == (8, 3) and d.A.abs().amax() > 0
+    recipe = yaml.safe_load(torch.load(asset_path("world_directions_32.pt"), weights_only=True)["recipe"])
+    assert recipe["lambda_id"] == 1.0 and recipe["real_latents"] and recipe["steps"] == 500
