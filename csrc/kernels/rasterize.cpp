@@ -18,6 +18,11 @@
 // sample point nudged by (+eps, +eps^2). No pixel is covered twice or missed along a
 // shared edge or at a shared vertex. No backface culling.
 //
+// Prefilter: a triangle whose box holds a single pixel centre (most triangles of a dense mesh)
+// is tested there first with its corners' float pixel coordinates, under an error bound derived
+// at misses_lone_pixel; when that proves the centre outside, the triangle is dropped before its
+// double setup and binning. Undecided cases take the exact path, so results are unchanged.
+//
 // Parallelism: whole images per thread while the batch has enough of them; otherwise an image
 // is rasterized by all threads: triangles are binned into 32x32 screen tiles (bins keep
 // ascending triangle order) and each thread rasterizes whole tiles, so no locks or atomics on
@@ -136,6 +141,7 @@ constexpr double kMargin = 1e-3;
 
 struct VertexInfo {
   double l1;               // |X| + |Y| + |W|, for error bounds
+  float px, py;            // pixel coordinates (centres at integers), rounded to float; W > 0 only
   int16_t x0, x1, y0, y1;  // ceil(px - margin), floor(px + margin) (same for y) within [-1, size]; W > 0 only
   uint8_t out;             // outcode
 };
@@ -149,9 +155,12 @@ inline void vertex_info(const scalar_t* v, int64_t H, int64_t W, VertexInfo& vi)
            (Z > Wc ? kFar : 0) | (Z < -Wc ? kNear : 0) | (Wc <= 0.0 ? kBehind : 0);
   vi.l1 = std::fabs(X) + std::fabs(Y) + std::fabs(Wc);
   vi.x0 = vi.x1 = vi.y0 = vi.y1 = 0;
+  vi.px = vi.py = 0.0f;
   if (Wc > 0.0) {
     const double px = ((X / Wc + 1.0) * (double)W - 1.0) * 0.5;  // pixel coordinates, centres at integers
     const double py = ((Y / Wc + 1.0) * (double)H - 1.0) * 0.5;
+    vi.px = (float)std::min(std::max(px, -1e30), 1e30);  // in float range (the prefilter needs |px| < size + 1)
+    vi.py = (float)std::min(std::max(py, -1e30), 1e30);
     vi.x0 = (int16_t)ceil_within(px - kMargin, W);
     vi.x1 = (int16_t)floor_within(px + kMargin, W);
     vi.y0 = (int16_t)ceil_within(py - kMargin, H);
@@ -315,15 +324,46 @@ __attribute__((noinline)) bool clipped_bounds(const scalar_t* pb, const int32_t*
   return true;
 }
 
+// Prefilter for a triangle whose box holds a single pixel centre q (most triangles of a dense
+// mesh): true when q is certainly outside, so the triangle covers no pixel and is dropped before
+// its exact setup. All corners have W > 0. Then the exact edge function e_i at q has the sign of
+// the 2D edge function E_i = (x_k - x_j)(q_y - y_j) - (y_k - y_j)(q_x - x_j) of the projected
+// corners in pixel units (e_i = W_j W_k E_i times a positive scale), and a pixel with one e_i
+// certainly > 0 and another certainly < 0 is outside whatever the orientation (the exact path
+// rejects it too, or skips a degenerate triangle altogether).
+//
+// Bound: a single-pixel box puts every corner within 1 px of q (the box holds the centres
+// within the corners' extent), so |q - corner| < 1 and |corner - corner| < 2 on each axis, and
+// coordinates are below S + 1 with S = max(H, W). The stored float corners are off by at most
+// 2^-24 (S + 1) from the double projection, itself a few ulps of S + 1 from the exact one:
+// delta <= 1e-7 (S + 2) per coordinate. Each product of E_i then moves by at most
+// 2 * delta + 1 * 2 delta + 2 delta^2, and the double arithmetic on values below 2 adds ~1e-15:
+// |computed E_i - exact E_i| < 9e-7 (S + 2). prefilter_bound is 16e-6 (S + 2), a margin of
+// more than 10x; E_i within it leaves the pixel to the exact path.
+inline double prefilter_bound(int64_t H, int64_t W) { return 16e-6 * ((double)std::max(H, W) + 2.0); }
+
+inline bool misses_lone_pixel(const VertexInfo* v[3], int64_t qx, int64_t qy, double bound) {
+  bool pos = false, neg = false;
+  for (int i = 0; i < 3; ++i) {
+    const VertexInfo &j = *v[(i + 1) % 3], &k = *v[(i + 2) % 3];
+    const double E = ((double)k.px - (double)j.px) * ((double)qy - (double)j.py) -
+                     ((double)k.py - (double)j.py) * ((double)qx - (double)j.px);
+    pos |= E > bound;
+    neg |= E < -bound;
+  }
+  return pos & neg;
+}
+
 template <typename scalar_t>
 __attribute__((always_inline)) inline bool triangle_bbox(const scalar_t* pb, const VertexInfo* vi, const int32_t* f,
-                                                         int64_t H, int64_t W, BBox& box) {
+                                                         int64_t H, int64_t W, double bound, BBox& box) {
   const VertexInfo &v0 = vi[f[0]], &v1 = vi[f[1]], &v2 = vi[f[2]];
   box = BBox{0, 0, 0, 0};
   if (v0.out & v1.out & v2.out) return false;  // all three outside one plane (or behind the eye)
   // Pixel centres (integers) within the extent. Most tiny triangles contain none.
   int64_t x0, x1, y0, y1;
-  if (!((v0.out | v1.out | v2.out) & kBehind)) {
+  const bool behind = (v0.out | v1.out | v2.out) & kBehind;
+  if (!behind) {
     x0 = std::min(v0.x0, std::min(v1.x0, v2.x0));
     x1 = std::max(v0.x1, std::max(v1.x1, v2.x1));
     y0 = std::min(v0.y0, std::min(v1.y0, v2.y0));
@@ -333,7 +373,11 @@ __attribute__((always_inline)) inline bool triangle_bbox(const scalar_t* pb, con
   }
   // Decided without branches (about half of all small triangles fail), and the box stays
   // within the image either way.
-  const bool ok = (x0 <= x1) & (y0 <= y1) & (x1 >= 0) & (y1 >= 0) & (x0 <= W - 1) & (y0 <= H - 1);
+  bool ok = (x0 <= x1) & (y0 <= y1) & (x1 >= 0) & (y1 >= 0) & (x0 <= W - 1) & (y0 <= H - 1);
+  // Evaluated for every triangle (cheaper than a branch that goes either way half of the time);
+  // the result counts only for a lone pixel centre.
+  const VertexInfo* v[3] = {&v0, &v1, &v2};
+  ok &= !((x0 == x1) & (y0 == y1) & !behind & misses_lone_pixel(v, x0, y0, bound));
   box.x0 = (int16_t)std::min<int64_t>(W - 1, std::max<int64_t>(0, x0));
   box.y0 = (int16_t)std::min<int64_t>(H - 1, std::max<int64_t>(0, y0));
   box.x1 = (int16_t)std::max<int64_t>(0, std::min<int64_t>(W - 1, x1));
@@ -375,6 +419,7 @@ void rasterize_image(const scalar_t* pb, const int32_t* tri, int64_t N, int64_t 
     lo = F * c / chunks;
     hi = F * (c + 1) / chunks;
   };
+  const double bound = prefilter_bound(H, W);
   parallel_for(nt, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t lo, hi;
@@ -386,7 +431,7 @@ void rasterize_image(const scalar_t* pb, const int32_t* tri, int64_t N, int64_t 
       int64_t run_tile = 0, run = 0;  // consecutive triangles mostly share a tile: count them in a register
       for (int64_t t = lo; t < hi; ++t) {
         BBox box;
-        const bool ok = triangle_bbox(pb, verts, tri + t * 3, H, W, box);
+        const bool ok = triangle_bbox(pb, verts, tri + t * 3, H, W, bound, box);
         boxes[t] = box;
         live[n] = (int32_t)t;
         n += ok;
