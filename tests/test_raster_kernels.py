@@ -73,6 +73,11 @@ def _reference_interpolate(attr, rast, tri):
 # Scratch cache.
 
 def test_scratch_is_cached_reused_and_released():
+    # one thread: with more, how many scratch sets a call leases depends on how its chunks overlap in time
+    _with_threads(1, _scratch_is_cached_reused_and_released)
+
+
+def _scratch_is_cached_reused_and_released():
     pos, tri = _scene(2)
     release_scratch()
     assert scratch_info()["cached_bytes"] == 0
