@@ -8,7 +8,8 @@
 #    - eval_pairs.pt: 200 held-out world identity sets (two views differing in pose and expression), view 0
 #      inverted (image2stylegan preset at 2% of its steps = 100 Adam steps) -> self and cross reenactment;
 #    - eval_generated.pt: 1000 generated sources (exact W+) with held-out world targets of known parameters;
-#    - real_world.pt: 96 train-split world renders inverted the same way, the "real" codes of mixed training.
+#    - real_world.pt: 96 train-split world renders inverted the same way, the "real" codes of mixed training;
+#    - paired_train.pt: 32 train-split identity sets, both views inverted, for paired fine-tuning (Sec. 3.3).
 # 2. Seven runs of STEPS steps, batch 8, 10k generated images for the pose range (see RUNS below):
 #    the full losses (Sec. 3.1), without L_id + L_per (Table 2), without L_eye + L_mouth (Table 3), and
 #    mixed training with 50% inverted codes (Sec. 3.2, Table 4), at two weights of L_id and L_per.
@@ -34,6 +35,7 @@ data() { python -m gan_bridge.directions.data "$@" --generator "$G"; }
 [ -f "$WORK/eval_pairs.pt" ] || data pairs "$WORK/eval_pairs.pt" --sets 200 --split heldout --start 2000 \
     --sources-only --steps 0.02
 [ -f "$WORK/real_world.pt" ] || data real "$WORK/real_world.pt" --world 96 --steps 0.02
+[ -f "$WORK/paired_train.pt" ] || data pairs "$WORK/paired_train.pt" --sets 32 --views 2 --split train --steps 0.02
 
 train() {
     local name=$1; shift
@@ -42,7 +44,8 @@ train() {
         tensorboard=false device=cpu "$@" > "$WORK/$name.log" 2>&1
 }
 # The paper's loss weights (authors' code: identity and perceptual 10) keep A near zero here, so the
-# shipped A (mixed_w1 -> gan_bridge/assets/world_directions_32.pt) weighs them 1; both sets are measured.
+# shipped A (mixed_w1, fine-tuned on pairs: paired_ft -> gan_bridge/assets/world_directions_32.pt) weighs
+# them 1; both weights are measured.
 RUNS=(mixed_w1 synth_w1 synth_no_id_per synth_no_eye_mouth_w1 mixed_full synth_full synth_no_eye_mouth)
 W1="lambda_id=1 lambda_per=1"
 declare -A EXTRA=([mixed_w1]="$W1 real_latents=$WORK/real_world.pt" [synth_w1]="$W1"
@@ -58,10 +61,14 @@ for name in "${RUNS[@]}"; do
     if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
 done
 wait
+# Sec. 3.3: paired fine-tuning of the mixed A on same-identity train-split world sets (adds L_pix; L_id and
+# L_per then compare with the target), 200 steps.
+train paired_ft steps=200 lambda_id=1 lambda_per=1 paired="$WORK/paired_train.pt" init_directions="$WORK/mixed_w1.pt"
+RUNS=(mixed_w1 paired_ft "${RUNS[@]:1}")
 for name in "${RUNS[@]}"; do
     python -m gan_bridge.directions.method export "$WORK/$name" "$WORK/$name.pt"
 done
 python -m gan_bridge.directions.evaluate --generator "$G" --pairs "$WORK/eval_pairs.pt" \
     --generated "$WORK/eval_generated.pt" $(printf "$WORK/%s.pt " "${RUNS[@]}") --out "$WORK/results.json" \
     --sheet "$WORK/sheet.png" | tee "$WORK/results.md"
-cp "$WORK/mixed_w1.pt" gan_bridge/assets/world_directions_32.pt
+cp "$WORK/paired_ft.pt" gan_bridge/assets/world_directions_32.pt

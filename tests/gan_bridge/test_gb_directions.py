@@ -333,7 +333,7 @@ def test_evaluate_measures_on_pairs(tmp_path):
 
 
 def test_shipped_world_directions_fit_the_world_generator():
-    """The committed A is the recipe's mixed run: it fits the world StyleGAN2 and its recipe names the run."""
+    """The committed A is the recipe's paired fine-tuning run: it fits the world StyleGAN2 and carries its recipe."""
     import yaml
 
     from gan_bridge.assets import asset_path
@@ -343,4 +343,4 @@ def test_shipped_world_directions_fit_the_world_generator():
     d.check_generator(G)
     assert (d.num_layers, d.expression_dims) == (8, 3) and d.A.abs().amax() > 0
     recipe = yaml.safe_load(torch.load(asset_path("world_directions_32.pt"), weights_only=True)["recipe"])
-    assert recipe["lambda_id"] == 1.0 and recipe["real_latents"] and recipe["steps"] == 500
+    assert recipe["lambda_id"] == 1.0 and recipe["paired"] and recipe["init_directions"] and recipe["steps"] == 200
