@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .model import Directions, load_directions, pose_vector
-from .reenact import reenact_latents, rescaled_pose
+from .reenact import default_encoder, reenact_latents, rescaled_pose
 
 MEASURES = ("csim", "lpips", "nme", "pose_deg", "expression")
 
@@ -164,7 +164,6 @@ def comparison_sheet(G, methods: dict[str, Directions], encoder, pairs: dict, pa
 
 
 def main(argv=None) -> int:
-    from gan_bridge.face.shape import load_encoder
     from gan_bridge.networks.stylegan2 import load_generator
     ap = argparse.ArgumentParser(prog="python -m gan_bridge.directions.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("directions", nargs="+", help="directions files to compare")
@@ -179,9 +178,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sheet", default=None, help="write a contact sheet of the first pairs here (PNG)")
     args = ap.parse_args(argv)
     G = load_generator(args.generator).requires_grad_(False)
-    from .config import DirectionsConfig
-    framing = DirectionsConfig()  # the encoder framing training used by default
-    encoder = load_encoder(args.encoder, "open", framing.encoder_box, framing.encoder_reframe)
+    encoder = default_encoder(args.encoder)
     files = {"self": args.pairs, "cross": args.pairs, "generated": args.generated}
     data = {mode: torch.load(path, map_location="cpu", weights_only=True) for mode, path in files.items() if path}
     identity = None
