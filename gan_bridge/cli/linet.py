@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                                        "the same name (.npy/.pts/.json, 68 points) or are detected. Writes "
                                        "DIR/frames/<frame>.png (reenacted), DIR/rotated/<frame>.png (R's output), "
                                        "DIR/sheet.png and DIR/linet.json.")
-    r.add_argument("source", help="source photo (the identity)")
+    r.add_argument("source", help="source photo (the identity), or a folder of them: then DIR/frames/<source>/ per source and a grid sheet")
     r.add_argument("driving", help="driving photo or folder of frames (pose and expression)")
     r.add_argument("--weights", required=True, help="'gan-bridge train linet' run folder or ckpt-*.pt")
     r.add_argument("--out", required=True, help="output folder")
@@ -55,32 +55,44 @@ def run(args) -> int:
     from gan_bridge.linet.reenact import Reenactor
 
     source = Path(args.source)
-    if not source.is_file():
-        raise CommandError(f"source {source} does not exist or is not a file; give one photo of the identity")
-    frames = image_files([args.driving])
+    if not source.exists():
+        raise CommandError(f"source {source} does not exist; give a photo of the identity or a folder of them")
+    sources = image_files([args.source], "source")
+    frames = image_files([args.driving], "driving")
     if not Path(args.weights).exists():
         raise CommandError(f"weights {args.weights} do not exist; train with 'gan-bridge train linet'")
     model = Reenactor.load(args.weights)
     out = check_output_dir(args.out)
-    image, lm = _face(source, model.size, args.detector)
     use_t = not args.no_transformer
-    for sub in ("frames", "rotated"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    panels = []
-    for frame in frames:
-        driving, lm_d = _face(frame, model.size, args.detector)
-        result = model(image, lm, lm_d, use_transformer=use_t)
-        save_image(result.final[0], out / "frames" / f"{frame.stem}.png")
-        save_image(result.rotated[0], out / "rotated" / f"{frame.stem}.png")
-        panels += [("source", image[0]), (frame.stem[:14], driving[0]),
-                   ("landmarks", result.landmarks[0].expand(3, -1, -1) * 2 - 1), ("rotated", result.rotated[0]),
-                   ("reenacted", result.final[0])]
-        print(f"{frame.name} -> {out / 'frames' / (frame.stem + '.png')}")
-    save_sheet(panels, out / "sheet.png", columns=5,
-               title=f"LI-Net: {source.name} driven by {Path(args.driving).name}"
-                     + ("" if use_t else " (without T)"),
-               notes=["per frame: source, driving, landmarks driving R and G, rotated (R), reenacted (G)"])
-    record = {"source": str(source), "driving": [str(f) for f in frames], "weights": str(args.weights),
-              "transformer": use_t, "image_size": model.size}
+    drivers = [(frame, *_face(frame, model.size, args.detector)) for frame in frames]
+    many = source.is_dir()
+    panels, grid = [], [("driving:", torch.zeros(3, model.size, model.size))]
+    grid += [(frame.stem[:14], driving[0]) for frame, driving, _ in drivers]
+    for src in sources:
+        image, lm = _face(src, model.size, args.detector)
+        sub = Path(src.stem) if many else Path()
+        for folder in ("frames", "rotated"):
+            (out / folder / sub).mkdir(parents=True, exist_ok=True)
+        grid.append((src.stem[:14], image[0]))
+        for frame, driving, lm_d in drivers:
+            result = model(image, lm, lm_d, use_transformer=use_t)
+            save_image(result.final[0], out / "frames" / sub / f"{frame.stem}.png")
+            save_image(result.rotated[0], out / "rotated" / sub / f"{frame.stem}.png")
+            panels += [("source", image[0]), (frame.stem[:14], driving[0]),
+                       ("landmarks", result.landmarks[0].expand(3, -1, -1) * 2 - 1),
+                       ("rotated", result.rotated[0]), ("reenacted", result.final[0])]
+            grid.append(("reenacted", result.final[0]))
+            print(f"{src.name} x {frame.name} -> {out / 'frames' / sub / (frame.stem + '.png')}")
+    suffix = "" if use_t else " (without T)"
+    if many:
+        save_sheet(grid, out / "sheet.png", columns=len(drivers) + 1,
+                   title=f"LI-Net: {source.name} driven by {Path(args.driving).name}{suffix}",
+                   notes=["top row: driving faces; each further row: a source, then it reenacted by each driving face"])
+    else:
+        save_sheet(panels, out / "sheet.png", columns=5,
+                   title=f"LI-Net: {source.name} driven by {Path(args.driving).name}{suffix}",
+                   notes=["per frame: source, driving, landmarks driving R and G, rotated (R), reenacted (G)"])
+    record = {"source": [str(f) for f in sources] if many else str(source), "driving": [str(f) for f in frames],
+              "weights": str(args.weights), "transformer": use_t, "image_size": model.size}
     atomic_write(out / "linet.json", json.dumps(record, indent=1) + "\n")
     return 0

@@ -91,6 +91,25 @@ def evaluate(methods: dict[str, ReenactMethod], sampler: LinetMethod, examples: 
     return out
 
 
+@torch.no_grad()
+def comparison_sheet(methods: dict[str, ReenactMethod], sampler: LinetMethod, path, examples: int = 6,
+                     seed: int = 1):
+    """A contact sheet of ``examples`` held-out examples, one per row: source, driving, the true reenacted face,
+    then every method's output."""
+    from gan_bridge.face.photos import save_sheet
+    held = sampler.world.heldout()
+    ids = min(held.num_identities, sampler.config.identities)
+    x = sampler.examples(held, sampler.draws(examples, torch.Generator().manual_seed(seed), ids))
+    outputs = {name: method(x).float().clamp(-1, 1) for name, method in methods.items()}
+    panels = []
+    for i in range(examples):
+        panels += [("source", x["I_sp"][i]), ("driving", x["I_dq"][i]), ("truth", x["I_sq"][i])]
+        panels += [(name, out[i]) for name, out in outputs.items()]
+    return save_sheet(panels, path, columns=3 + len(methods), title="LI-Net on held-out identities of the world",
+                      notes=["per row: source, driving (another identity), the source truly reenacted, then each "
+                             "method"])
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table of :func:`evaluate`'s results."""
     cols = [m for m in METRICS if any(m in r for r in results.values())]
@@ -109,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", action="store_true", help="also score the pix2pix baseline (trained in another "
                                                              "stage of the run's lineage)")
     ap.add_argument("--no-csim", action="store_true", help="skip the dlib identity similarity")
+    ap.add_argument("--sheet", default=None, help="also write a comparison sheet of 6 held-out examples here")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     from gan_bridge.face.shape import load_encoder
     from gan_bridge.metrics.features import vgg16_space
@@ -122,15 +143,23 @@ def main(argv=None) -> int:
         from gan_bridge.face.identity import image_csim
         identity = image_csim
     methods = {"LI-Net": reenactor_method(model), "LI-Net without T": reenactor_method(model, False)}
-    if "pix2pix" in c.stages or args.baseline:
+    if "P" in model.networks and ("pix2pix" in c.stages or args.baseline):
         methods["pix2pix baseline"] = baseline_method(model)
-    results = evaluate(methods, sampler, args.examples, args.batch, vgg16_space(),
+    references = {"source (no reenactment)": lambda x: x["I_sp"], "truth (ceiling)": lambda x: x["I_sq"]}
+    results = evaluate({**methods, **references}, sampler, args.examples, args.batch, vgg16_space(),
                        load_encoder(args.regressor, c.world_model), identity)
     print(table(results))
+    if args.out:
+        import json
+        from pathlib import Path
+        record = {"weights": str(args.weights), "examples": args.examples, "results": results}
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    if args.sheet:
+        print(comparison_sheet(methods, sampler, args.sheet))
     return 0
 
 
-__all__ = ["METRICS", "baseline_method", "evaluate", "nme", "reenactor_method", "table"]
+__all__ = ["METRICS", "baseline_method", "comparison_sheet", "evaluate", "nme", "reenactor_method", "table"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

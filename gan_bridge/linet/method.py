@@ -58,6 +58,7 @@ class LinetMethod(Method):
     """
 
     config_class = LinetConfig
+    sample_columns = 6  # one example per row: the six panels of ``sample``
 
     def __init__(self, config: LinetConfig | None = None, perceptual=None, identity=None,
                  world: FaceWorld | None = None):

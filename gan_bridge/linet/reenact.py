@@ -20,6 +20,9 @@ from .transformer import IdentityClassifier, LandmarkTransformer
 # Networks of each stage: the trained ones and their helpers (classifier, discriminators).
 STAGE_MODULES = {"transformer": ("T", "C_id", "D_r"), "rotation": ("R", "D", "D_p"), "generator": ("G", "D_G"),
                  "pix2pix": ("P", "D_P")}
+# What inference needs: LI-Net's T, R, G (required) and the pix2pix baseline P (optional).
+REQUIRED_MODULES = ("T", "R", "G")
+INFERENCE_MODULES = REQUIRED_MODULES + ("P",)
 
 
 def build_networks(config: LinetConfig) -> dict[str, nn.Module]:
@@ -68,6 +71,7 @@ class Reenactor:
 
     @classmethod
     def load(cls, path: str | Path) -> "Reenactor":
+        """A training run folder, one of its ckpt-*.pt, or an :func:`export`ed file (inference networks only)."""
         from gan_bridge.train import latest_checkpoint, load_checkpoint
         from gan_bridge.train.config import from_dict
         path = Path(path)
@@ -79,9 +83,11 @@ class Reenactor:
         state = load_checkpoint(ckpt)
         try:
             config = from_dict(LinetConfig, state["config"])
-            nets = build_networks(config)
+            built = build_networks(config)
+            modules = state["modules"]
+            nets = {name: built[name] for name in INFERENCE_MODULES if name in modules or name in REQUIRED_MODULES}
             for name, net in nets.items():
-                net.load_state_dict(state["modules"][name])
+                net.load_state_dict(modules[name])  # fp16 exports are cast to the networks' fp32
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"{ckpt} is not an LI-Net checkpoint ({type(exc).__name__}: {str(exc)[:80]}); "
                              "give a 'gan-bridge train linet' run") from None
@@ -108,7 +114,43 @@ class Reenactor:
     @torch.no_grad()
     def baseline(self, source: torch.Tensor, driving_landmarks: torch.Tensor) -> torch.Tensor:
         """The pix2pix baseline: source (B, 3, S, S), driving landmarks (B, 68, 2) -> (B, 3, S, S) in [-1, 1]."""
+        if "P" not in self.networks:
+            raise ValueError("these weights hold no pix2pix baseline; export a run trained with stage 'pix2pix'")
         return self.networks["P"](source, self.landmark_image(driving_landmarks))
 
 
-__all__ = ["ReenactResult", "Reenactor", "STAGE_MODULES", "build_networks", "reenact"]
+def export(run: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Write the inference networks (T, R, G, and P when trained) of run folder ``run`` (or a ckpt-*.pt) to
+    ``out`` with the run's config and recipe text; ``half`` stores the weights as float16 (half the size;
+    :meth:`Reenactor.load` casts them back to float32)."""
+    from gan_bridge.face.photos import atomic_write
+    from gan_bridge.train import load_checkpoint, run_checkpoint
+    ckpt, recipe = run_checkpoint(run)
+    state = load_checkpoint(ckpt)
+    Reenactor.load(ckpt)  # one-line error if it is not an LI-Net run
+    trained = {m for s in state["config"]["stages"] for m in STAGE_MODULES[s]}
+    names = [n for n in INFERENCE_MODULES if n in REQUIRED_MODULES or n in trained]
+    modules = {n: {k: v.half() if half and v.is_floating_point() else v for k, v in state["modules"][n].items()}
+               for n in names}
+    record = {"step": state["step"], "config": state["config"], "modules": modules, "recipe": recipe}
+    return atomic_write(Path(out), lambda tmp: torch.save(record, tmp))
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m gan_bridge.linet.reenact")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="write a run's inference networks (T, R, G, P) as one small file")
+    e.add_argument("run", help="'gan-bridge train linet' run folder or ckpt-*.pt")
+    e.add_argument("out", help="output .pt (use it as --weights)")
+    e.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
+    args = ap.parse_args(argv)
+    print(export(args.run, args.out, half=not args.float32))
+    return 0
+
+
+__all__ = ["INFERENCE_MODULES", "REQUIRED_MODULES", "ReenactResult", "Reenactor", "STAGE_MODULES", "build_networks",
+           "export", "reenact"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

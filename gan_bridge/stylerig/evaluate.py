@@ -9,8 +9,8 @@ inversion) and on held-out latents:
   RMS error of the SH coefficients relative to the constant term;
 - recognition error: ||Psi(I) - Psi(I_edit)||^2 with the identity network (Eq. 14's distance);
 - changes of what was not edited: mean absolute change of the other blocks (identity, expression,
-  rotation in degrees, lighting), measured against the world's true parameters for photos and against
-  the unedited face's estimate for latents.
+  rotation in degrees, lighting) against the unedited face's estimate ('changed_*'), and for photos also
+  against the world's true parameters ('vs_truth_*').
 
 Edit targets are the tau-parameters of held-out generated faces, as PIE's edit energy samples them.
 
@@ -83,27 +83,35 @@ def sample_targets(G, face: RigFace, mode: str, n: int, seed: int, truncation_ps
 
 @torch.no_grad()
 def measure_edits(G, rignet, face: RigFace, ws: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor,
-                  truth=None, identity=None, feedback: bool = True) -> dict[str, list[float]]:
+                  truth=None, identity=None, feedback: bool = True, edit: bool = True) -> dict[str, list[float]]:
     """Edit every code of ``ws`` (B, num_ws, w_dim) to every target (K, P); per-edit lists of 'edit_error',
-    'recognition' (vs ``reference`` (B, 3, H, W)) and 'changed_<block>' (vs ``truth`` FaceParams, or the
-    unedited projection's estimate)."""
+    'recognition' (vs ``reference`` (B, 3, H, W)), 'changed_<block>' (vs the estimate of the unedited codes'
+    image: what the edit changed beyond its own block) and, given ``truth`` FaceParams, 'vs_truth_<block>'
+    (vs the true parameters: the edit, the projection and the regressor's errors together). ``edit=False``
+    keeps the codes unchanged: the 'no edit' baseline, whose edit error is how far the targets are from the
+    faces as they are."""
     from gan_bridge.face.identity import identity_embedding
     identity = identity or identity_embedding
     mode = rignet.mode
     ref_c = face.estimate(reference.clamp(-1, 1))
-    base = truth if truth is not None else face.estimate(G.synthesis(ws, noise_mode="const").clamp(-1, 1)).params
+    base = face.estimate(G.synthesis(ws, noise_mode="const").clamp(-1, 1)).params
     psi_ref = identity(reference.clamp(-1, 1), ref_c.landmarks)
     out: dict[str, list[float]] = {"edit_error": [], "recognition": []}
     for k in range(targets.shape[0]):
         target = targets[k:k + 1].expand(ws.shape[0], -1)
-        with torch.enable_grad():  # the feedback estimate runs the encoder; no gradients are taken
-            edited = apply_edit(G, rignet, face, ws, target, feedback)
+        edited = ws
+        if edit:
+            with torch.enable_grad():  # the feedback estimate runs the encoder; no gradients are taken
+                edited = apply_edit(G, rignet, face, ws, target, feedback)
         image = G.synthesis(edited, noise_mode="const").clamp(-1, 1)
         c = face.estimate(image)
         out["edit_error"] += edit_error(mode, target, tau(c.params, mode)).tolist()
         out["recognition"] += (identity(image, c.landmarks) - psi_ref).square().sum(1).tolist()
         for block, change in block_changes(base, c.params, mode).items():
             out.setdefault(f"changed_{block}", []).extend(change.tolist())
+        if truth is not None:
+            for block, change in block_changes(truth, c.params, mode).items():
+                out.setdefault(f"vs_truth_{block}", []).extend(change.tolist())
     return out
 
 
@@ -130,13 +138,14 @@ def evaluate_photos(G, rignet, face: RigFace, images: torch.Tensor, truth, targe
 
 
 def evaluate_latents(G, rignet, face: RigFace, n: int, targets: torch.Tensor, seed: int = 0,
-                     truncation_psi: float = 0.7, identity=None) -> dict[str, float]:
-    """Edits of ``n`` held-out generated faces (no embedding): averaged measures."""
+                     truncation_psi: float = 0.7, identity=None, edit: bool = True) -> dict[str, float]:
+    """Edits of ``n`` held-out generated faces (no embedding): averaged measures (``edit=False``: the
+    'no edit' baseline on the same faces and targets)."""
     gen = torch.Generator().manual_seed(20_000_003 + seed)
     with torch.no_grad():
         ws = G.mapping(torch.randn(n, G.z_dim, generator=gen), truncation_psi=truncation_psi)
         images = G.synthesis(ws, noise_mode="const").clamp(-1, 1)
-    return summarize(measure_edits(G, rignet, face, ws, images, targets, None, identity))
+    return summarize(measure_edits(G, rignet, face, ws, images, targets, None, identity, edit=edit))
 
 
 def markdown_table(rows: dict[str, dict[str, float]]) -> str:
@@ -178,7 +187,9 @@ def main(argv=None) -> int:
     targets = sample_targets(G, face, args.mode, args.edits, args.seed)
     rows = {}
     if args.latents:
-        rows["held-out latents"] = evaluate_latents(G, rignet, face, args.latents, targets, args.seed)
+        rows["held-out latents, no edit"] = evaluate_latents(G, rignet, face, args.latents, targets, args.seed,
+                                                             edit=False)
+        rows["held-out latents, RigNet"] = evaluate_latents(G, rignet, face, args.latents, targets, args.seed)
     if args.photos:
         world = FaceWorld(WorldConfig(image_size=G.resolution, split="heldout", seed=args.seed))
         batch = world.samples(range(args.photos))

@@ -25,11 +25,13 @@ class Method:
         used frozen in a step (a GAN's D in the G step) is called unwrapped, ``self.module(name)``, so that
         DDP does not wait for gradients that never come.
     Optional: ``fixed_inputs(n, generator)`` and ``sample(fixed) -> (n, 3, H, W) in [-1, 1]`` for sample
-    grids (run on rank 0 only, without gradients: use ``self.module(name)``, no collectives), and
-    ``state_dict``/``load_state_dict`` for extra state that must survive a resume.
+    grids (run on rank 0 only, without gradients: use ``self.module(name)``, no collectives; the grid has
+    ``sample_columns`` columns, None = near-square), and ``state_dict``/``load_state_dict`` for extra state
+    that must survive a resume.
     """
 
     config_class = TrainConfig
+    sample_columns: int | None = None
 
     def __init__(self, config: TrainConfig | None = None):
         self.config = config if config is not None else self.config_class()

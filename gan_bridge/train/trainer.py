@@ -152,7 +152,7 @@ def _train(method: Method, config, info: DistInfo) -> TrainResult:
                 with preserved_rng(), torch.no_grad():
                     images = method.sample(fixed)
                 if images is not None:
-                    save_grid(images, run_dir / "samples" / f"step-{step:08d}.png")
+                    save_grid(images, run_dir / "samples" / f"step-{step:08d}.png", method.sample_columns)
             if _due(step, config.checkpoint_every) or step == config.steps:
                 state = _snapshot(method, step, info)
                 if info.is_main:

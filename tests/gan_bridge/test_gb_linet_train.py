@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from gan_bridge.cli import main
@@ -164,6 +165,8 @@ def test_shared_loop_writes_checkpoint_samples_and_logs(run):
     r = run / "run"
     assert list((r / "checkpoints").glob("ckpt-*.pt")) and list((r / "samples").glob("*.png"))
     assert "t_cycle" in (r / "log.jsonl").read_text() and "g_per" in (r / "log.jsonl").read_text()
+    with Image.open(sorted((r / "samples").glob("*.png"))[-1]) as grid:  # one example (6 panels) per row
+        assert grid.size == (6 * (S + 2) + 2, TINY["num_samples"] * (S + 2) + 2)
 
 
 def test_init_from_starts_a_later_stage_from_an_earlier_run(run, world):
@@ -193,6 +196,26 @@ def test_reenactor_runs_t_then_r_then_g(run, world):
         model(src[:, :, :16], lm_s, lm_d)
 
 
+def test_export_keeps_the_inference_networks_in_half_precision(run, world, tmp_path):
+    from gan_bridge.linet.reenact import export
+    out = export(run / "run", tmp_path / "linet.pt")
+    state = torch.load(out, weights_only=False)
+    # the run trained T, R, G but not the pix2pix stage, so P is left out
+    assert set(state["modules"]) == {"T", "R", "G"} and "image_size" in state["recipe"]
+    assert all(v.dtype == torch.float16 for m in state["modules"].values() for v in m.values()
+               if v.is_floating_point())
+    full, small = Reenactor.load(run / "run"), Reenactor.load(out)
+    b = world.heldout().identity_sets([0], 2)
+    src, lm_s, lm_d = b.image[:1], b.landmarks_2d[:1], b.landmarks_2d[1:]
+    assert (full(src, lm_s, lm_d).final - small(src, lm_s, lm_d).final).abs().max() < 2e-2
+    with pytest.raises(ValueError, match="no pix2pix"):
+        small.baseline(src, lm_d)
+    del state["modules"]["R"]
+    torch.save(state, tmp_path / "no_r.pt")
+    with pytest.raises(ValueError, match="not an LI-Net checkpoint"):
+        Reenactor.load(tmp_path / "no_r.pt")
+
+
 def _write_face(batch, i, folder: Path, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_image(batch.image[i], folder / f"{name}.png")
@@ -216,6 +239,16 @@ def test_cli_reenacts_a_folder_of_frames(run, world, tmp_path, capsys):
     assert main(["linet", "reenact", str(source), str(tmp_path / "frames" / "f0.png"), "--weights", str(run / "run"),
                  "--out", str(single), "--no-transformer"]) == 0
     assert json.loads((single / "linet.json").read_text())["transformer"] is False
+    _write_face(b, 1, tmp_path / "src", "you")
+    grid = tmp_path / "grid"
+    assert main(["linet", "reenact", str(tmp_path / "src"), str(tmp_path / "frames"), "--weights", str(run / "run"),
+                 "--out", str(grid)]) == 0
+    assert sorted(p.name for p in (grid / "frames" / "you").iterdir()) == ["f0.png", "f1.png"]
+    assert (grid / "rotated" / "me" / "f0.png").is_file()
+    assert len(json.loads((grid / "linet.json").read_text())["source"]) == 2
+    with Image.open(grid / "sheet.png") as sheet:
+        labels = [p["label"] for p in json.loads(sheet.info["panels"])]
+    assert labels == ["driving:", "f0", "f1", "me", "reenacted", "reenacted", "you", "reenacted", "reenacted"]
 
 
 def test_cli_errors(run, tmp_path, capsys):
@@ -259,7 +292,7 @@ def test_cli_on_a_real_photo(run, tmp_path):
     assert (out / "sheet.png").is_file()
 
 
-def test_evaluation_scores_the_truth_perfectly_and_the_source_worse(world):
+def test_evaluation_scores_the_truth_perfectly_and_the_source_worse(world, tmp_path):
     from types import SimpleNamespace
 
     from gan_bridge.linet.evaluate import evaluate, nme, table
@@ -286,6 +319,11 @@ def test_evaluation_scores_the_truth_perfectly_and_the_source_worse(world):
     assert r["source"]["ssim"] < 0.95 and r["source"]["fd"] > 1e-3 and r["source"]["pose_deg"] > 1
     assert r["source"]["csim"] == pytest.approx(1.0)
     assert "| perfect |" in table(r)
+    from gan_bridge.linet.evaluate import comparison_sheet
+    sheet = comparison_sheet({"perfect": perfect, "source": source}, sampler, tmp_path / "s.png", examples=2)
+    with Image.open(sheet) as im:
+        labels = [p["label"] for p in json.loads(im.info["panels"])]
+    assert labels == ["source", "driving", "truth", "perfect", "source"] * 2
     lm = torch.zeros(1, 68, 2)
     lm[0, 45, 0] = 10.0
     assert nme(lm + torch.tensor([3.0, 4.0]), lm) == pytest.approx(0.5)

@@ -405,5 +405,13 @@ def test_measurement_known_answers(world):
                          feedback=False)
     expected = [math.degrees(0.1)] * 2 + [math.degrees(0.05)] * 2
     assert half["edit_error"] == pytest.approx(expected, rel=1e-3)
+    unedited = measure_edits(G, SlotRig("pose"), face, w, G.synthesis(w), targets, identity=ident, edit=False)
+    gaps = [edit_error("pose", t[None].expand(2, -1), p.rotation) for t in targets]
+    assert unedited["edit_error"] == pytest.approx(torch.cat(gaps).tolist(), rel=1e-4)
+    assert max(unedited["recognition"]) < 1e-9 and max(unedited["changed_identity"]) < 1e-6
+    shifted = with_tau(p, "expression", p.expression + 0.5)  # a "truth" half a unit off in expression
+    vs = measure_edits(G, SlotRig("pose"), face, w, G.synthesis(w), targets, truth=shifted, identity=ident)
+    assert max(vs["changed_expression"]) < 1e-6
+    assert vs["vs_truth_expression"] == pytest.approx([0.5] * 4, abs=1e-5)
     table = markdown_table({"pie": {"psnr": 20.0, "edit_error": 1.5}, "latents": {"edit_error": 2.0}})
     assert table.splitlines()[0] == "| | psnr | edit_error |" and "| latents |  | 2.000 |" in table
