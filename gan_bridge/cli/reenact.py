@@ -84,14 +84,14 @@ def run(args) -> int:
 def _run(args, out: Path, targets: list[tuple[Path, str]]) -> int:
     from gan_bridge.directions import load_directions, reenact_latents
     from gan_bridge.face.photos import atomic_write, load_face_crop, save_image, save_sheet
-    from gan_bridge.directions.reenact import default_encoder
+    from gan_bridge.face.shape import load_encoder
     from gan_bridge.networks.stylegan2 import load_generator
     if not Path(args.generator).is_file():
         raise CommandError(f"generator checkpoint {args.generator} does not exist")
     G = load_generator(args.generator).requires_grad_(False)
     directions = load_directions(args.directions)
     directions.check_generator(G)
-    encoder = default_encoder(args.encoder, args.model)
+    encoder = load_encoder(args.encoder, args.model)
     size = G.resolution
 
     def load_crop(path):

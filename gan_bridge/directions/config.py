@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gan_bridge.face.shape import CENTRAL_BOX, REFRAMES
 from gan_bridge.train import TrainConfig
 
 
@@ -43,8 +44,8 @@ class DirectionsConfig(TrainConfig):
     num_samples: int = 8
     generator: str = ""
     encoder: str = ""
-    encoder_box: tuple[float, float, float] = (0.15, 0.15, 0.7)
-    encoder_reframe: int = 3
+    encoder_box: tuple[float, float, float] = CENTRAL_BOX
+    encoder_reframe: int = REFRAMES
     shape_model: str = "open"
     num_layers: int = 8
     expression_dims: int = 12

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .model import Directions, load_directions, pose_vector
-from .reenact import default_encoder, reenact_latents, rescaled_pose
+from .reenact import reenact_latents, rescaled_pose
 
 MEASURES = ("csim", "lpips", "nme", "pose_deg", "expression")
 
@@ -178,7 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sheet", default=None, help="write a contact sheet of the first pairs here (PNG)")
     args = ap.parse_args(argv)
     G = load_generator(args.generator).requires_grad_(False)
-    encoder = default_encoder(args.encoder)
+    from gan_bridge.face.shape import load_encoder
+    encoder = load_encoder(args.encoder)
     files = {"self": args.pairs, "cross": args.pairs, "generated": args.generated}
     data = {mode: torch.load(path, map_location="cpu", weights_only=True) for mode, path in files.items() if path}
     identity = None

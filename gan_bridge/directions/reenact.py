@@ -24,16 +24,6 @@ class Reenactment:
     delta: torch.Tensor
 
 
-def default_encoder(weights: str | None = None, model: str = "open"):
-    """The image -> 3DMM encoder framed as training frames it by default (``DirectionsConfig``'s box and
-    re-crops); weights None = morph3d's bundled regressor."""
-    from gan_bridge.face.shape import load_encoder
-
-    from .config import DirectionsConfig
-    framing = DirectionsConfig()
-    return load_encoder(weights, model, framing.encoder_box, framing.encoder_reframe)
-
-
 def rescaled_pose(directions: Directions, encoder, images: torch.Tensor) -> torch.Tensor:
     """images (B, 3, H, W) in [-1, 1] -> rescaled pose vectors (B, 3 + m_e)."""
     c = encoder(images)
@@ -69,4 +59,4 @@ def reenact_latents(G, directions: Directions, encoder, ws_s: torch.Tensor, imag
     return Reenactment(source=src_img.expand(n, -1, -1, -1), reenacted=images, ws=ws_r, delta=delta)
 
 
-__all__ = ["Reenactment", "default_encoder", "reenact_latents", "rescaled_pose"]
+__all__ = ["Reenactment", "reenact_latents", "rescaled_pose"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gan_bridge.face.rig import check_mode
+from gan_bridge.face.shape import CENTRAL_BOX, REFRAMES
 from gan_bridge.train import TrainConfig
 
 
@@ -37,8 +38,8 @@ class StyleRigConfig(TrainConfig):
     mode: str = "pose"
     generator: str = ""
     encoder: str = ""
-    encoder_box: tuple[float, float, float] = (0.15, 0.15, 0.7)
-    encoder_reframe: int = 3
+    encoder_box: tuple[float, float, float] = CENTRAL_BOX
+    encoder_reframe: int = REFRAMES
     shape_model: str = "open"
     latent_dim: int = 32
     hidden: int = 0

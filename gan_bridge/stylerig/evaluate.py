@@ -28,7 +28,7 @@ import torch
 
 from gan_bridge.face.rig import MODE_FIELD, RigFace, tau
 
-from .config import PIEConfig, StyleRigConfig
+from .config import PIEConfig
 from .edit import apply_edit
 from .pie import embed
 
@@ -182,8 +182,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.rignet} has no {args.mode}.pt")
     rignet = rignets[args.mode]
     rignet.check_generator(G)
-    defaults = StyleRigConfig()
-    face = RigFace(load_encoder(args.encoder, "open", defaults.encoder_box, defaults.encoder_reframe))
+    face = RigFace(load_encoder(args.encoder, "open"))  # framed as RigNet training frames by default
     targets = sample_targets(G, face, args.mode, args.edits, args.seed)
     rows = {}
     if args.latents:
