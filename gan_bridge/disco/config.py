@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gan_bridge.methods.stylegan2 import StyleGAN2TrainConfig
+from gan_bridge.train.config import check_nonnegative
 
 
 @dataclass
@@ -59,10 +60,8 @@ class DiscoConfig(StyleGAN2TrainConfig):
         if self.contrastive and not self.imitative:
             raise ValueError("contrastive losses need the imitative ones (the paper's ablations are adv, "
                              "adv + imitative, adv + imitative + contrastive); set imitative=true")
-        for name in ("w_id", "w_lm", "w_lm_contrastive", "w_sh", "w_cl", "w_ex", "w_il1", "w_il2", "omega",
-                     "tau"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_nonnegative(self, ("w_id", "w_lm", "w_lm_contrastive", "w_sh", "w_cl", "w_ex", "w_il1", "w_il2",
+                                 "omega", "tau"))
         if self.vae_count < 2 or self.vae_steps < 0:
             raise ValueError(f"vae_count must be >= 2 and vae_steps >= 0, got {self.vae_count}, {self.vae_steps}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gan_bridge.train import TrainConfig
+from gan_bridge.train.config import check_choice, check_nonnegative
 
 LINET_STAGES = ("transformer", "rotation", "generator")
 STAGES = LINET_STAGES + ("pix2pix",)
@@ -79,21 +80,16 @@ class LinetConfig(TrainConfig):
         bad = [s for s in self.stages if s not in STAGES]
         if bad or not self.stages:
             raise ValueError(f"unknown or no stages {list(self.stages)}; choose from {', '.join(STAGES)}")
-        if self.identity_net not in IDENTITY_NETS:
-            raise ValueError(f"unknown identity_net {self.identity_net!r}; choose one of {', '.join(IDENTITY_NETS)}")
-        if self.generator_input not in GENERATOR_INPUTS:
-            raise ValueError(f"unknown generator_input {self.generator_input!r}; "
-                             f"choose one of {', '.join(GENERATOR_INPUTS)}")
+        check_choice(self, "identity_net", IDENTITY_NETS)
+        check_choice(self, "generator_input", GENERATOR_INPUTS)
         if self.image_size < 16 or self.image_size % 2 ** self.levels:
             raise ValueError(f"image_size {self.image_size} must be >= 16 and a multiple of 2**levels "
                              f"({2 ** self.levels})")
         if self.identities < 2 or self.expressions < 2 or self.poses < 2:
             raise ValueError("the grid needs at least 2 identities, 2 expressions and 2 poses")
-        for name in ("lambda_l1", "lambda_rec", "lambda_cycle", "lambda_id", "lambda_d", "lambda_diff", "lambda_gan",
-                     "lambda_pose", "lambda_pix", "lambda_per", "lambda_per_id", "lambda_adv", "lambda_p2p_l1",
-                     "lambda_p2p_gan"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_nonnegative(self, ("lambda_l1", "lambda_rec", "lambda_cycle", "lambda_id", "lambda_d", "lambda_diff",
+                                 "lambda_gan", "lambda_pose", "lambda_pix", "lambda_per", "lambda_per_id", "lambda_adv",
+                                 "lambda_p2p_l1", "lambda_p2p_gan"))
 
 
 __all__ = ["GENERATOR_INPUTS", "IDENTITY_NETS", "LINET_STAGES", "LinetConfig", "STAGES"]

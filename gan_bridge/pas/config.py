@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gan_bridge.train import TrainConfig
+from gan_bridge.train.config import check_choice, check_nonnegative
 
 VARIANTS = ("full", "pas_only", "inpaint_only")
 IDENTITY_NETS = ("dlib", "none")
@@ -72,10 +73,8 @@ class PasConfig(TrainConfig):
     occlusion_holes: int = 1
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if self.identity_net not in IDENTITY_NETS:
-            raise ValueError(f"unknown identity_net {self.identity_net!r}; choose one of {', '.join(IDENTITY_NETS)}")
+        check_choice(self, "variant", VARIANTS)
+        check_choice(self, "identity_net", IDENTITY_NETS)
         levels = max(self.pas_levels, self.gen_levels, self.disc_levels)
         if self.image_size < 16 or self.image_size % 2 ** levels:
             raise ValueError(f"image_size {self.image_size} must be >= 16 and a multiple of 2**{levels}")
@@ -83,10 +82,8 @@ class PasConfig(TrainConfig):
             raise ValueError(f"pretrain_steps must be in 0..steps ({self.steps}), got {self.pretrain_steps}")
         if not 0 < self.occlusion_min <= self.occlusion_max <= 1:
             raise ValueError("occlusion sizes must satisfy 0 < occlusion_min <= occlusion_max <= 1")
-        for name in ("recon_weight", "inpaint_recon_weight", "lambda_pix", "lambda_seg", "lambda_per", "lambda_tv",
-                     "lambda_tv_map", "lambda_id", "lambda_adv"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_nonnegative(self, ("recon_weight", "inpaint_recon_weight", "lambda_pix", "lambda_seg", "lambda_per",
+                                 "lambda_tv", "lambda_tv_map", "lambda_id", "lambda_adv"))
 
 
 __all__ = ["IDENTITY_NETS", "PasConfig", "VARIANTS"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from gan_bridge.face.rig import check_mode
 from gan_bridge.face.shape import CENTRAL_BOX, REFRAMES
 from gan_bridge.train import TrainConfig
+from gan_bridge.train.config import check_nonnegative
 
 
 @dataclass
@@ -55,10 +56,8 @@ class StyleRigConfig(TrainConfig):
         check_mode(self.mode)
         if self.latent_dim < 1 or self.hidden < 0:
             raise ValueError(f"latent_dim must be >= 1 and hidden >= 0, got {self.latent_dim}, {self.hidden}")
-        for name in ("photometric_weight", "landmark_weight", "lambda_rec", "lambda_edit", "lambda_consist",
-                     "lambda_cycle"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_nonnegative(self, ("photometric_weight", "landmark_weight", "lambda_rec", "lambda_edit",
+                                 "lambda_consist", "lambda_cycle"))
 
 
 @dataclass

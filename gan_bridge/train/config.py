@@ -50,6 +50,21 @@ class TrainConfig:
     ddp_find_unused: bool = False
 
 
+def check_nonnegative(config, names) -> None:
+    """One-line ValueError unless every field of ``names`` (loss weights, margins) is a number >= 0 (NaN fails)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def check_choice(config, name: str, choices) -> None:
+    """One-line ValueError unless field ``name`` is one of ``choices``."""
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
 def config_to_dict(config) -> dict:
     """A dataclass config as plain JSON-ready data (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
@@ -256,5 +271,5 @@ def save_config(config, run_dir: str | Path) -> Path:
     return path
 
 
-__all__ = ["TrainConfig", "apply_overrides", "config_to_dict", "from_dict", "load_config",
-           "parse_overrides", "read_config_file", "save_config"]
+__all__ = ["TrainConfig", "apply_overrides", "check_choice", "check_nonnegative", "config_to_dict", "from_dict",
+           "load_config", "parse_overrides", "read_config_file", "save_config"]

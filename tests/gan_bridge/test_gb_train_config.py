@@ -67,3 +67,17 @@ def test_bad_files(tmp_path):
         load_config(TinyConfig, txt)
     with pytest.raises(ValueError, match="write key=value"):
         parse_overrides(["steps"])
+
+
+def test_shared_validators_name_the_field():
+    from types import SimpleNamespace
+
+    from gan_bridge.train.config import check_choice, check_nonnegative
+    c = SimpleNamespace(a=0.0, b=2, bad=-0.5, nan=float("nan"), kind="x")
+    check_nonnegative(c, ("a", "b"))
+    for name in ("bad", "nan"):
+        with pytest.raises(ValueError, match=f"^{name} must be >= 0"):
+            check_nonnegative(c, ("a", name))
+    check_choice(c, "kind", ("x", "y"))
+    with pytest.raises(ValueError, match="unknown kind 'x'; choose one of y, z"):
+        check_choice(c, "kind", ("y", "z"))
