@@ -8,18 +8,14 @@ backward, with no gathers, scatters or atomics (deterministic for any thread cou
 """
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 from .._ext import built_with_cuda, ops
+from .._tensor_cache import TensorCache
 from .fused_grad import differentiable_grad
 
 _FLOATS = (torch.float32, torch.float64)
-# id(triangles) -> (weak reference to it, (version, N, device), (offsets, others) on that device); an
-# entry goes when its tensor does. (A WeakKeyDictionary would compare tensors with ==; render's
-# TensorCache does the same job, but importing morph3d.render from morph3d.model would be circular.)
-_TOPOLOGY: dict = {}
+_TOPOLOGY = TensorCache()  # triangles -> (offsets, others) per (vertex count, device)
 
 
 def supports(vertices: torch.Tensor) -> bool:
@@ -37,29 +33,16 @@ def topology(triangles: torch.Tensor, num_vertices: int, device: torch.device) -
 
     Raises ValueError when the triangles are not (F, 3) indices in [0, num_vertices).
     """
-    try:
-        key = (triangles._version, num_vertices, device)
-    except RuntimeError:  # an inference tensor has no version counter: build without caching
-        key = None
-    hit = _TOPOLOGY.get(id(triangles))
-    if key is not None and hit is not None and hit[0]() is triangles and hit[1] == key:
-        return hit[2]
-    if triangles.dim() != 2 or triangles.shape[1] != 3 or triangles.dtype.is_floating_point:
-        raise ValueError(f"triangles must be (F, 3) integer indices, got {tuple(triangles.shape)} {triangles.dtype}")
-    tri = triangles.detach().to("cpu", torch.int64).contiguous()
-    if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= num_vertices):
-        raise ValueError(f"triangle indices must be in [0, {num_vertices}), got [{int(tri.min())}, {int(tri.max())}]")
-    value = tuple(t.to(device) for t in ops().vertex_normals_topology(tri, num_vertices))
-    if key is not None:
-        _TOPOLOGY[id(triangles)] = (weakref.ref(triangles, _forget), key, value)
-    return value
-
-
-def _forget(ref: weakref.ref) -> None:
-    """Drop the cache entry of a freed triangles tensor (unless its id was reused already)."""
-    for ident, entry in list(_TOPOLOGY.items()):
-        if entry[0] is ref:
-            del _TOPOLOGY[ident]
+    def build():
+        if triangles.dim() != 2 or triangles.shape[1] != 3 or triangles.dtype.is_floating_point:
+            raise ValueError(f"triangles must be (F, 3) integer indices, got {tuple(triangles.shape)} "
+                             f"{triangles.dtype}")
+        tri = triangles.detach().to("cpu", torch.int64).contiguous()
+        if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= num_vertices):
+            raise ValueError(f"triangle indices must be in [0, {num_vertices}), got "
+                             f"[{int(tri.min())}, {int(tri.max())}]")
+        return tuple(t.to(device) for t in ops().vertex_normals_topology(tri, num_vertices))
+    return _TOPOLOGY.get(triangles, (num_vertices, device), build)
 
 
 class _VertexNormals(torch.autograd.Function):

@@ -42,7 +42,8 @@ from typing import Sequence
 import torch
 
 from .._ext import ops
-from .backends import CPU, TensorCache, nvdr_antialias, nvdr_interpolate, nvdr_rasterize, resolve_backend
+from .._tensor_cache import TensorCache
+from .backends import CPU, nvdr_antialias, nvdr_interpolate, nvdr_rasterize, resolve_backend
 
 MAX_RESOLUTION = 8192
 MAX_TRIANGLES = 1 << 24  # ids are stored exactly in float32 up to 2**24
