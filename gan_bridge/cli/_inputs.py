@@ -8,6 +8,15 @@ import torch
 from . import CommandError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+ALIGN_CHOICES = ("ffhq", "world", "none")  # gan_bridge.face.photos.ALIGNMENTS, without importing it at start-up
+ALIGN_HELP = ("photo crop from the 68 landmarks: ffhq (FFHQ's square, for generators trained on FFHQ), world "
+              "(framed as the synthetic world frames faces, for networks trained on it) or none (resize the "
+              "whole photo)")
+
+
+def add_align_argument(parser, default: str = "ffhq") -> None:
+    """The ``--align`` option of the commands that crop photos."""
+    parser.add_argument("--align", default=default, choices=ALIGN_CHOICES, help=f"{ALIGN_HELP}; default {default}")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MAX_VIDEO_FRAMES = 10000
 

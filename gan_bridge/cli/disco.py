@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from . import CommandError
+from ._inputs import add_align_argument
 
 ROWS = ("identity", "expression", "lighting", "pose")
 
@@ -40,7 +41,7 @@ def add_parser(sub) -> None:
     for f in ("expression", "lighting", "identity"):
         e.add_argument(f"--{f}-seed", type=int, default=None, help=f"target {f}: drawn from its VAE with this seed")
     e.add_argument("--steps", type=int, default=500, help="inversion steps (default 500)")
-    e.add_argument("--align", default="ffhq", choices=("ffhq", "none"), help="photo crop (default ffhq)")
+    add_align_argument(e)
     e.add_argument("--landmarks", default=None, help="68-point landmark file of IMAGE (default: detected)")
     e.set_defaults(run=run_edit)
 

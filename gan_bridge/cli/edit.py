@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from . import CommandError
-from ._inputs import latent_source
+from ._inputs import add_align_argument, latent_source
 
 
 def add_parser(sub) -> None:
@@ -46,8 +46,7 @@ def add_parser(sub) -> None:
                         "0.15 0.15 0.7)")
     p.add_argument("--encoder-reframe", type=int, default=None,
                    help="passes re-framed by the previous landmarks (default: as RigNet training, 3)")
-    p.add_argument("--align", default="ffhq", choices=("ffhq", "none"),
-                   help="ffhq: FFHQ crop from detected landmarks; none: resize the whole image")
+    add_align_argument(p)
     p.add_argument("--detector", default="dlib", help="landmark detector for --align ffhq")
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi of a seed:N face")
     p.add_argument("--seed", type=int, default=0)

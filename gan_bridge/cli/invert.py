@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from . import CommandError
+from ._inputs import add_align_argument
 
 
 def add_parser(sub) -> None:
@@ -23,8 +24,7 @@ def add_parser(sub) -> None:
                    help="published schedule (default: pie, W then W+)")
     p.add_argument("--steps", type=float, default=None,
                    help="scale every stage's step count by this factor (e.g. 0.1 for a quick look)")
-    p.add_argument("--align", default="ffhq", choices=("ffhq", "none"),
-                   help="ffhq: FFHQ crop from the 68 landmarks; none: resize the whole photo")
+    add_align_argument(p)
     p.add_argument("--detector", default="dlib", help="landmark detector for --align ffhq (dlib or mediapipe)")
     p.add_argument("--landmarks", default=None, help="landmark file (.pts/.npy/.json) instead of detection "
                                                     "(one photo only)")

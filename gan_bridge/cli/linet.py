@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import CommandError
-from ._inputs import image_files
+from ._inputs import add_align_argument, image_files
 
 LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
 
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     r.add_argument("--no-transformer", action="store_true",
                    help="drive R and G with the driving landmarks directly (the ablation without T)")
     r.add_argument("--detector", default="dlib", help="landmark detector when no landmark file is given")
+    add_align_argument(r, default="world")
     r.set_defaults(run=run)
 
 
@@ -43,10 +44,12 @@ def sidecar_landmarks(image: Path) -> Path | None:
     return None
 
 
-def _face(path: Path, size: int, detector: str):
+def _face(path: Path, size: int, args):
     """-> (crop (1, 3, S, S) in [-1, 1], landmarks (1, 68, 2) crop pixels)."""
     from gan_bridge.face.photos import load_face_crop
-    crop = load_face_crop(path, size, "ffhq", detector, landmarks=sidecar_landmarks(path))
+    if args.align == "none":
+        raise CommandError("LI-Net needs the 68 landmarks of every face: use --align world or ffhq")
+    crop = load_face_crop(path, size, args.align, args.detector, landmarks=sidecar_landmarks(path))
     return crop.image[None], torch.as_tensor(np.asarray(crop.landmarks), dtype=torch.float32)[None]
 
 
@@ -64,12 +67,12 @@ def run(args) -> int:
     model = Reenactor.load(args.weights)
     out = check_output_dir(args.out)
     use_t = not args.no_transformer
-    drivers = [(frame, *_face(frame, model.size, args.detector)) for frame in frames]
+    drivers = [(frame, *_face(frame, model.size, args)) for frame in frames]
     many = source.is_dir()
     panels, grid = [], [("driving:", torch.zeros(3, model.size, model.size))]
     grid += [(frame.stem[:14], driving[0]) for frame, driving, _ in drivers]
     for src in sources:
-        image, lm = _face(src, model.size, args.detector)
+        image, lm = _face(src, model.size, args)
         sub = Path(src.stem) if many else Path()
         for folder in ("frames", "rotated"):
             (out / folder / sub).mkdir(parents=True, exist_ok=True)

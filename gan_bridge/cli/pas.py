@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import CommandError
-from ._inputs import image_files
+from ._inputs import add_align_argument, image_files
 
 
 
@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
     r.add_argument("--landmarks", default=None, help="68-point landmark file of a single IMAGE (.pts/.npy/.json); "
                                                      "default: detected")
     r.add_argument("--detector", default="dlib", help="landmark detector (default: dlib)")
+    add_align_argument(r, default="world")
     r.add_argument("--model", default="open", help="morphable model of the 3D fit (default: open)")
     r.set_defaults(run=run)
 
@@ -40,7 +41,9 @@ def _fitted_face(path, size, args, model, landmarks=None):
     """-> (crop (1, 3, S, S), 2D landmarks (1, 68, 2) crop pixels, FaceParams of the crop)."""
     from gan_bridge.face.pas_prep import fit_photo
     from gan_bridge.face.photos import load_face_crop
-    crop = load_face_crop(path, size, "ffhq", args.detector, landmarks=landmarks)
+    if args.align == "none":
+        raise CommandError("PAS needs the 68 landmarks of every face: use --align world or ffhq")
+    crop = load_face_crop(path, size, args.align, args.detector, landmarks=landmarks)
     pixels = ((crop.image.permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
     params = fit_photo(model, pixels, crop.landmarks)
     lm2d = torch.as_tensor(np.asarray(crop.landmarks), dtype=torch.float32)[None]

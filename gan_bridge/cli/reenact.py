@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from . import CommandError
-from ._inputs import VIDEO_SUFFIXES, extract_video_frames, image_files, latent_source
+from ._inputs import VIDEO_SUFFIXES, add_align_argument, extract_video_frames, image_files, latent_source
 
 SHEET_FRAMES = 8
 
@@ -30,8 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--encoder", default=None, help="image -> 3DMM regressor weights (default: morph3d's bundled)")
     p.add_argument("--model", default="open", help="morphable model of the regressor (default: open)")
-    p.add_argument("--align", default="ffhq", choices=("ffhq", "none"),
-                   help="ffhq: FFHQ crop from detected landmarks; none: resize the whole image")
+    add_align_argument(p)
     p.add_argument("--detector", default="dlib", help="landmark detector for --align ffhq")
     p.add_argument("--relative", action="store_true",
                    help="apply the motion relative to the first target frame (drive a source of another person)")

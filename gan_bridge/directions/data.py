@@ -117,7 +117,7 @@ def _photos(paths: list[str], size: int, align: str) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
-    from gan_bridge.face.photos import atomic_write
+    from gan_bridge.face.photos import ALIGNMENTS, atomic_write
     from gan_bridge.networks.stylegan2 import load_generator
     ap = argparse.ArgumentParser(prog="python -m gan_bridge.directions.data", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     r.add_argument("out")
     r.add_argument("inputs", nargs="*", help="photos, folders of photos, or world-cache .pt files")
     r.add_argument("--world", type=int, default=0, metavar="N", help="also N train-split world renders")
-    r.add_argument("--align", default="ffhq", choices=("ffhq", "none"))
+    r.add_argument("--align", default="ffhq", choices=ALIGNMENTS)
     p = sub.add_parser("pairs", help="invert same-identity world sets for paired fine-tuning / evaluation")
     p.add_argument("out")
     p.add_argument("--sets", type=int, default=100)

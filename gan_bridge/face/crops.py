@@ -76,11 +76,34 @@ def warp_affine(image: torch.Tensor, matrix: np.ndarray, size: int) -> torch.Ten
                          align_corners=False)[0]
 
 
-def ffhq_crop(image: np.ndarray, landmarks: np.ndarray, size: int) -> FaceCrop:
-    """FFHQ-aligned ``size`` x ``size`` crop of ``image`` (H, W, 3) uint8 RGB from its 68 ``landmarks``."""
+# The synthetic world's framing relative to FFHQ's square, measured on 200 held-out 64 px world images with
+# their true landmarks: the FFHQ square spans 0.593 of the image side (median; 0.48-0.71 for 80 %), and its
+# centre sits at 0.495 across and 0.441 down (sd 0.05).
+WORLD_SCALE = 1 / 0.593
+WORLD_DROP = 0.5 - 0.441
+
+
+def world_square(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The square that frames a face from its 68 ``landmarks`` as the synthetic world frames its faces (head
+    centred a little above the middle at about 60 % of the side, with hair, neck and shoulders): FFHQ's
+    square enlarged by :data:`WORLD_SCALE`, its centre moved down by :data:`WORLD_DROP` of the side.
+    Returns (c, x, y) as :func:`ffhq_square`."""
+    c, x, y = ffhq_square(landmarks)
+    x, y = x * WORLD_SCALE, y * WORLD_SCALE
+    return c + y * (2 * WORLD_DROP), x, y
+
+
+SQUARES = {"ffhq": ffhq_square, "world": world_square}
+
+
+def ffhq_crop(image: np.ndarray, landmarks: np.ndarray, size: int, framing: str = "ffhq") -> FaceCrop:
+    """Aligned ``size`` x ``size`` crop of ``image`` (H, W, 3) uint8 RGB from its 68 ``landmarks``; framing
+    'ffhq' (FFHQ's square) or 'world' (:func:`world_square`)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-    matrix = square_to_crop_matrix(*ffhq_square(landmarks), size)
+    if framing not in SQUARES:
+        raise ValueError(f"unknown framing {framing!r}; choose one of {', '.join(SQUARES)}")
+    matrix = square_to_crop_matrix(*SQUARES[framing](landmarks), size)
     src = torch.tensor(image).permute(2, 0, 1).float() / 127.5 - 1  # a copy: photos may be read-only arrays
     crop = warp_affine(src, matrix, size)
     lm = np.asarray(landmarks, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]

@@ -17,7 +17,7 @@ from morph3d.io import atomic_write, check_output_dir
 
 from .crops import FaceCrop, ffhq_crop, warp_affine
 
-ALIGNMENTS = ("ffhq", "none")
+ALIGNMENTS = ("ffhq", "world", "none")
 MIN_PANEL = 160  # px: smaller contact-sheet panels are enlarged
 
 __all__ = ["ALIGNMENTS", "atomic_write", "check_output_dir", "load_face_crop", "save_image", "save_sheet",
@@ -29,15 +29,16 @@ def load_face_crop(path: str | Path, size: int, align: str = "ffhq", detector: s
     """Read a photo and crop it to ``size`` x ``size`` for a generator of that resolution.
 
     align: 'ffhq' (the FFHQ crop from 68 landmarks: detected, or read from ``landmarks``, a .pts/.npy/.json
-    file) or 'none' (the whole photo resized; landmarks then detected on the crop when possible).
+    file), 'world' (the same landmarks, framed as the synthetic world frames faces: for networks trained on
+    it) or 'none' (the whole photo resized; landmarks then detected on the crop when possible).
     Raises morph3d's one-line errors for unreadable photos and photos without a face.
     """
     if align not in ALIGNMENTS:
         raise ValueError(f"unknown alignment {align!r}; choose one of {', '.join(ALIGNMENTS)}")
     image = load_image(path)
-    if align == "ffhq":
+    if align != "none":
         lm = read_landmarks(landmarks) if landmarks else detect_faces(image, detector, source=str(path))[0].landmarks
-        return ffhq_crop(image, np.asarray(lm, dtype=np.float64), size)
+        return ffhq_crop(image, np.asarray(lm, dtype=np.float64), size, align)
     h, w = image.shape[:2]
     matrix = np.array([[size / w, 0, (size / w - 1) / 2], [0, size / h, (size / h - 1) / 2]])
     crop = warp_affine(torch.as_tensor(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1, matrix, size)

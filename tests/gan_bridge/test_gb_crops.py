@@ -70,3 +70,27 @@ def test_face_region_weights():
     assert wts.shape == (1, 1, 64, 64)
     assert wts[0, 0, 32, 32] == 1.0 and wts[0, 0, 0, 0] == 0.25
     assert set(torch.unique(wts).tolist()) == {0.25, 1.0}
+
+
+def test_world_framing_reproduces_the_worlds_own_crops():
+    """A world image cropped by the 'world' framing from its true landmarks keeps about its own framing:
+    the square is about the whole image, centred on it (the FFHQ square is 0.48-0.71 of it)."""
+    from gan_bridge.face.crops import world_square
+    from gan_bridge.face.world import FaceWorld, WorldConfig
+    batch = FaceWorld(WorldConfig(image_size=64, split="heldout")).samples(range(40))
+    sides, centres = [], []
+    for lm in batch.landmarks_2d.double().numpy():
+        c, x, y = world_square(lm)
+        sides.append(2 * np.hypot(*x) / 64)
+        centres.append(c / 64)
+    assert 0.9 < np.median(sides) < 1.1
+    assert np.allclose(np.median(np.array(centres), 0), [0.5, 0.5], atol=0.04)
+    c, x, y = world_square(frontal_landmarks())
+    c0, x0, y0 = ffhq_square(frontal_landmarks())
+    assert np.isclose(np.hypot(*x), np.hypot(*x0) / 0.593) and c[1] > c0[1] and np.isclose(c[0], c0[0])
+
+
+def test_alignment_choices_match():
+    from gan_bridge.cli._inputs import ALIGN_CHOICES
+    from gan_bridge.face.photos import ALIGNMENTS
+    assert ALIGN_CHOICES == ALIGNMENTS
