@@ -14,11 +14,11 @@
 # 3. `python -m gan_bridge.linet.evaluate` on 500 held-out examples: LI-Net, LI-Net without T, pix2pix, and
 #    two references (the source unchanged; the true reenacted face) -> results.json, results.md, sheet.png.
 # 4. Real photos of ../shared/data/faces (when present) as sources, others as driving faces -> real/sheet.png.
-# The shipped run (1 Dec 2026, 2-core CPU shared with three StyleRig trainings): ~1.2 s/step, 4000 steps.
+# The shipped run (1 Dec 2026, 2-core CPU shared with three StyleRig trainings): ~1.2 s/step (nice -5), 3000 steps.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/linet}"
-STEPS="${STEPS:-4000}"
+STEPS="${STEPS:-3000}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$WORK"
 cd "$REPO"

@@ -9,16 +9,17 @@
 #    cycle), images compared through morph3d's renderer (photometric 1e-3 + landmark 0.2, PIE's weights).
 # 2. Export each RigNet to rignets/<mode>.pt (-> gan_bridge/assets/world_rignets_32/).
 # 3. `python -m gan_bridge.stylerig.evaluate`, pose mode: 100 held-out generated faces (RigNet and no edit),
-#    and 24 held-out world photos embedded by PIE, its ablations (no E_recog, no E_id/E_edit/E_inv, direct W+)
+#    and 16 held-out world photos embedded by PIE, its ablations (no E_recog, no E_id/E_edit/E_inv, direct W+)
 #    and Image2StyleGAN, each then edited to 4 target poses. PIE runs at 5% of its 2000 + 1000 steps
 #    (150 steps; Image2StyleGAN 250), a CPU budget. Lighting and expression: the generated faces only.
 # 4. `gan-bridge edit` on a held-out world photo and on a real photo of ../shared/data/faces (when present):
 #    pose, then lighting, then expression (PIE Fig. 10).
-# The shipped runs (1 Dec 2026, 2-core CPU shared with an LI-Net training): ~2.8 s/step each, 1500 steps.
+# The shipped runs (1 Dec 2026, 2-core CPU shared with an LI-Net training): ~2.9 s/step each, 1200 steps.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/stylerig}"
-STEPS="${STEPS:-1500}"
+STEPS="${STEPS:-1200}"
+PHOTOS="${PHOTOS:-16}"
 G="$REPO/gan_bridge/assets/world_stylegan2_32.pt"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$WORK/rignets"
@@ -32,7 +33,7 @@ for mode in pose lighting expression; do
     python -m gan_bridge.stylerig.method export "$WORK/rig_$mode" "$WORK/rignets/$mode.pt"
 done
 evaluate() { python -m gan_bridge.stylerig.evaluate --generator "$G" --rignet "$WORK/rignets" --edits 4 "$@"; }
-evaluate --mode pose --latents 100 --photos 24 --steps-scale 0.05 --out "$WORK/pose.json" | tee "$WORK/pose.md"
+evaluate --mode pose --latents 100 --photos "$PHOTOS" --steps-scale 0.05 --out "$WORK/pose.json" | tee "$WORK/pose.md"
 for mode in lighting expression; do
     evaluate --mode $mode --latents 100 --photos 0 --out "$WORK/$mode.json" | tee "$WORK/$mode.md"
 done
@@ -46,7 +47,7 @@ EDIT=(--generator "$G" --rignet "$WORK/rignets" --yaw 20 --light 2=0.6 --express
 gan-bridge edit "$WORK/world_photo.png" --align none "${EDIT[@]}" --out "$WORK/edit_world"
 PHOTO="$REPO/../shared/data/faces/images/lfpw/lfpw_train_image_0001.png"
 if [ -f "$PHOTO" ]; then
-    gan-bridge edit "$PHOTO" "${EDIT[@]}" --out "$WORK/edit_real"
+    gan-bridge edit "$PHOTO" --align world "${EDIT[@]}" --out "$WORK/edit_real"
 fi
 mkdir -p gan_bridge/assets/world_rignets_32
 cp "$WORK"/rignets/*.pt gan_bridge/assets/world_rignets_32/

@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", action="store_true", help="also score the pix2pix baseline (trained in another "
                                                              "stage of the run's lineage)")
     ap.add_argument("--no-csim", action="store_true", help="skip the dlib identity similarity")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=RUN",
+                    help="score another LI-Net run (e.g. a fine-tuned G) as 'LI-Net (LABEL)'; repeatable")
     ap.add_argument("--sheet", default=None, help="also write a comparison sheet of 6 held-out examples here")
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
@@ -143,6 +145,14 @@ def main(argv=None) -> int:
         from gan_bridge.face.identity import image_csim
         identity = image_csim
     methods = {"LI-Net": reenactor_method(model), "LI-Net without T": reenactor_method(model, False)}
+    for item in args.also:
+        label, sep, run = item.partition("=")
+        if not sep or not label or not run:
+            raise SystemExit(f"--also {item!r}: use LABEL=RUN")
+        other = Reenactor.load(run)
+        if other.size != c.image_size or other.config.world_seed != c.world_seed:
+            raise SystemExit(f"--also {run}: trained on another image size or world than {args.weights}")
+        methods[f"LI-Net ({label})"] = reenactor_method(other)
     if "P" in model.networks and ("pix2pix" in c.stages or args.baseline):
         methods["pix2pix baseline"] = baseline_method(model)
     references = {"source (no reenactment)": lambda x: x["I_sp"], "truth (ceiling)": lambda x: x["I_sq"]}

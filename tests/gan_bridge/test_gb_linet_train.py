@@ -327,3 +327,18 @@ def test_evaluation_scores_the_truth_perfectly_and_the_source_worse(world, tmp_p
     lm = torch.zeros(1, 68, 2)
     lm[0, 45, 0] = 10.0
     assert nme(lm + torch.tensor([3.0, 4.0]), lm) == pytest.approx(0.5)
+
+
+def test_evaluate_command_scores_extra_runs_and_writes_json(run, tmp_path, capsys):
+    import json
+    from gan_bridge.linet.evaluate import main
+    weights = str(run / "run")
+    with pytest.raises(SystemExit, match="use LABEL=RUN"):
+        main(["--weights", weights, "--no-csim", "--also", weights])
+    out = tmp_path / "results.json"
+    assert main(["--weights", weights, "--no-csim", "--examples", "2", "--batch", "2",
+                 "--also", f"again={weights}", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert {"LI-Net", "LI-Net (again)", "truth (ceiling)"} <= set(results)
+    assert results["LI-Net (again)"] == results["LI-Net"]
+    assert "LI-Net (again)" in capsys.readouterr().out
