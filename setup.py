@@ -75,7 +75,7 @@ setup(
     # The top-level assets/ folder ships inside the package as morph3d.assets.
     package_dir={"morph3d.assets": "assets"},
     package_data={"morph3d.assets": ["*.npz", "*.json", "*.pt", "NOTICE*", "*.md"],
-                  "gan_bridge.assets": ["*.pt", "*.md"]},
+                  "gan_bridge.assets": ["*.pt", "*.md", "world_rignets_32/*.pt"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExt},
 )

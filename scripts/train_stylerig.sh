@@ -12,8 +12,9 @@
 #    and 16 held-out world photos embedded by PIE, its ablations (no E_recog, no E_id/E_edit/E_inv, direct W+)
 #    and Image2StyleGAN, each then edited to 4 target poses. PIE runs at 5% of its 2000 + 1000 steps
 #    (150 steps; Image2StyleGAN 250), a CPU budget. Lighting and expression: the generated faces only.
-# 4. `gan-bridge edit` on a held-out world photo and on a real photo of ../shared/data/faces (when present):
-#    pose, then lighting, then expression (PIE Fig. 10).
+# 4. `gan-bridge edit` on a held-out world photo, a generated face (seed:1), the public-domain astronaut
+#    portrait and a real photo of ../shared/data/faces (when present): pose, then lighting, then expression
+#    (PIE Fig. 10). The README shows the seed:1 and astronaut sheets.
 # The shipped runs (1 Dec 2026, 2-core CPU shared with an LI-Net training): ~2.9 s/step each, 1200 steps.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +46,10 @@ save_image(FaceWorld(WorldConfig(image_size=32, split="heldout")).samples([3]).i
 EOF
 EDIT=(--generator "$G" --rignet "$WORK/rignets" --yaw 20 --light 2=0.6 --expression jaw_open=0.8 --pie-steps 0.05)
 gan-bridge edit "$WORK/world_photo.png" --align none "${EDIT[@]}" --out "$WORK/edit_world"
+gan-bridge edit seed:1 "${EDIT[@]}" --out "$WORK/edit_seed1"
+python -c "import sys; from PIL import Image; from skimage.data import astronaut; Image.fromarray(astronaut()).save(sys.argv[1])" \
+    "$WORK/astronaut.png"
+gan-bridge edit "$WORK/astronaut.png" --align world "${EDIT[@]}" --out "$WORK/edit_astronaut"
 PHOTO="$REPO/../shared/data/faces/images/lfpw/lfpw_train_image_0001.png"
 if [ -f "$PHOTO" ]; then
     gan-bridge edit "$PHOTO" --align world "${EDIT[@]}" --out "$WORK/edit_real"

@@ -7,9 +7,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def asset_path(name: str) -> Path:
-    """The path of the shipped file ``name`` (e.g. ``"world_stylegan2_32.pt"``)."""
+    """The path of the shipped file or folder ``name`` (e.g. ``"world_stylegan2_32.pt"``, ``"world_rignets_32"``)."""
     path = ROOT / name
-    if not path.is_file():
+    if not path.exists():
         have = ", ".join(sorted(p.name for p in ROOT.glob("*.pt"))) or "none"
         raise FileNotFoundError(f"gan_bridge ships no asset '{name}' (available: {have}); "
                                 f"reinstall gan_bridge or train it with the recipe in {ROOT / 'README.md'}")

@@ -342,3 +342,22 @@ def test_evaluate_command_scores_extra_runs_and_writes_json(run, tmp_path, capsy
     assert {"LI-Net", "LI-Net (again)", "truth (ceiling)"} <= set(results)
     assert results["LI-Net (again)"] == results["LI-Net"]
     assert "LI-Net (again)" in capsys.readouterr().out
+
+
+def test_shipped_world_linet_moves_held_out_faces_to_the_driving_landmarks():
+    """The committed export (scripts/train_linet.sh) loads in float32 and moves held-out faces toward the driving
+    landmarks, closer than the pix2pix baseline trained beside it (the README's table, on fewer faces)."""
+    from gan_bridge.assets import asset_path
+    from gan_bridge.face.shape import load_encoder
+    from gan_bridge.linet.evaluate import baseline_method, evaluate, reenactor_method
+    from gan_bridge.linet.reenact import Reenactor
+    model = Reenactor.load(asset_path("world_linet_32.pt"))
+    assert set(model.networks) == {"T", "R", "G", "P"} and model.size == 32
+    assert all(p.dtype == torch.float32 for net in model.networks.values() for p in net.parameters())
+    c = model.config
+    world = FaceWorld(WorldConfig(image_size=32, seed=c.world_seed, model=c.world_model,
+                                  train_identities=c.identities))
+    sampler = LinetMethod(c, world=world)
+    methods = {"LI-Net": reenactor_method(model), "pix2pix": baseline_method(model), "source": lambda x: x["I_sp"]}
+    r = evaluate(methods, sampler, 32, 16, encoder=load_encoder(None, c.world_model))
+    assert r["LI-Net"]["nme"] < 0.9 * r["pix2pix"]["nme"] and r["LI-Net"]["nme"] < 0.9 * r["source"]["nme"]

@@ -415,3 +415,24 @@ def test_measurement_known_answers(world):
     assert vs["vs_truth_expression"] == pytest.approx([0.5] * 4, abs=1e-5)
     table = markdown_table({"pie": {"psnr": 20.0, "edit_error": 1.5}, "latents": {"edit_error": 2.0}})
     assert table.splitlines()[0] == "| | psnr | edit_error |" and "| latents |  | 2.000 |" in table
+
+
+def test_shipped_world_rignets_edit_pose_of_held_out_world_faces():
+    """The committed RigNets (scripts/train_stylerig.sh) fit the world StyleGAN2 and move held-out generated faces
+    toward a target pose, which leaving the codes unedited does not."""
+    from gan_bridge.assets import asset_path
+    from gan_bridge.face.shape import load_encoder
+    from gan_bridge.networks.stylegan2 import load_generator
+    from gan_bridge.stylerig.evaluate import evaluate_latents, sample_targets
+    G = load_generator(asset_path("world_stylegan2_32.pt")).eval().requires_grad_(False)
+    rignets = load_rignets(asset_path("world_rignets_32"))
+    assert set(rignets) == {"pose", "lighting", "expression"}
+    for net in rignets.values():
+        net.check_generator(G)
+        assert "lr: 0.0005" in torch.load(asset_path(f"world_rignets_32/{net.mode}.pt"), weights_only=True)["recipe"]
+    face = RigFace(load_encoder(None, "open"))
+    targets = sample_targets(G, face, "pose", 2, seed=0)
+    identity = lambda images, landmarks: images.flatten(1)[:, :8]  # noqa: E731  (recognition is not checked here)
+    still = evaluate_latents(G, rignets["pose"], face, 8, targets, identity=identity, edit=False)
+    edited = evaluate_latents(G, rignets["pose"], face, 8, targets, identity=identity)
+    assert edited["edit_error"] < 0.8 * still["edit_error"]
