@@ -14,14 +14,15 @@ are two views of one identity and L_id, L_per and L_pix compare the reenacted im
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 from pathlib import Path
 
 import torch
 
 from gan_bridge.face.shape import FaceCoefficients, ShapeModel, load_encoder
+from gan_bridge.networks.stylegan2 import load_frozen_generator
 from gan_bridge.train import Method
+from gan_bridge.train.export import export_main
 from gan_bridge.train.registry import register
 
 from .config import DirectionsConfig
@@ -29,16 +30,6 @@ from .losses import EYE_PAIRS, MOUTH_PAIRS, identity_loss, pair_distance_loss, p
 from .model import Directions, load_directions, pose_range, pose_vector, save_directions
 
 STATS_FORMAT = "gan_bridge.directions.pose_stats.v1"
-
-
-def load_generator_checked(path: str):
-    """The frozen generator of ``path``; one-line errors for a missing or foreign file."""
-    from gan_bridge.networks.stylegan2 import load_generator
-    if not path:
-        raise ValueError("no generator given; set generator=PATH (a StyleGAN2 checkpoint)")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"generator checkpoint {path} does not exist")
-    return load_generator(path).requires_grad_(False)
 
 
 @torch.no_grad()
@@ -96,7 +87,7 @@ class DirectionsMethod(Method):
     def build(self, config: DirectionsConfig, device):
         c = config
         if self.G is None:
-            self.G = load_generator_checked(c.generator)
+            self.G = load_frozen_generator(c.generator)
         self.G = self.G.to(device).eval().requires_grad_(False)
         if self.shape is None:
             self.shape = ShapeModel(c.shape_model)
@@ -281,20 +272,13 @@ def export(run: str | Path, out: str | Path) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gan_bridge.directions.method")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="write a run's directions A as a standalone A.pt")
-    e.add_argument("run", help="run folder or ckpt-*.pt")
-    e.add_argument("out", help="output .pt")
-    args = ap.parse_args(argv)
-    print(export(args.run, args.out))
-    return 0
+    return export_main(argv, "python -m gan_bridge.directions.method", "write a run's directions A as a standalone A.pt",
+                       "output .pt", export)
 
 
 register("directions", "gan_bridge.directions.method:DirectionsMethod")
 
-__all__ = ["DirectionsMethod", "export", "ground_truth_coefficients", "load_generator_checked",
-           "sample_pose_vectors", "single_attribute_changes"]
+__all__ = ["DirectionsMethod", "export", "ground_truth_coefficients", "sample_pose_vectors", "single_attribute_changes"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -137,16 +137,10 @@ def export(run: str | Path, out: str | Path, half: bool = True) -> Path:
 
 
 def main(argv=None) -> int:
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m gan_bridge.linet.reenact")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="write a run's inference networks (T, R, G, P) as one small file")
-    e.add_argument("run", help="'gan-bridge train linet' run folder or ckpt-*.pt")
-    e.add_argument("out", help="output .pt (use it as --weights)")
-    e.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
-    args = ap.parse_args(argv)
-    print(export(args.run, args.out, half=not args.float32))
-    return 0
+    from gan_bridge.train.export import export_main
+    return export_main(argv, "python -m gan_bridge.linet.reenact",
+                       "write a run's inference networks (T, R, G, P) as one small file",
+                       "output .pt (use it as --weights)", export, half_default=True)
 
 
 __all__ = ["INFERENCE_MODULES", "REQUIRED_MODULES", "ReenactResult", "Reenactor", "STAGE_MODULES", "build_networks",

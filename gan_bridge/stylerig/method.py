@@ -14,7 +14,6 @@ Recipe for the three RigNets of one generator (then ``gan-bridge edit ... --rign
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -23,22 +22,14 @@ import torch
 
 from gan_bridge.face.rig import RigFace, tau
 from gan_bridge.face.shape import load_encoder
+from gan_bridge.networks.stylegan2 import load_frozen_generator
 from gan_bridge.train import Method
+from gan_bridge.train.export import export_main
 from gan_bridge.train.registry import register
 
 from .config import StyleRigConfig
 from .losses import stylerig_losses, weighted_total
 from .rignet import RigNet, load_rignet, save_rignet
-
-
-def load_generator_checked(path: str):
-    """The frozen generator of ``path``; one-line errors for a missing file."""
-    from gan_bridge.networks.stylegan2 import load_generator
-    if not path:
-        raise ValueError("no generator given; set generator=PATH (a StyleGAN2 checkpoint)")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"generator checkpoint {path} does not exist")
-    return load_generator(path).requires_grad_(False)
 
 
 def tau_dim(face: RigFace, mode: str) -> int:
@@ -61,7 +52,7 @@ class StyleRigMethod(Method):
     def build(self, config: StyleRigConfig, device):
         c = config
         if self.G is None:
-            self.G = load_generator_checked(c.generator)
+            self.G = load_frozen_generator(c.generator)
         self.G = self.G.to(device).eval().requires_grad_(False)
         if self.face is None:
             self.face = RigFace(load_encoder(c.encoder or None, c.shape_model, c.encoder_box, c.encoder_reframe))
@@ -127,19 +118,13 @@ def export(run: str | Path, out: str | Path) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gan_bridge.stylerig.method")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="write a run's RigNet as a standalone <mode>.pt")
-    e.add_argument("run", help="run folder or ckpt-*.pt")
-    e.add_argument("out", help="output .pt (name it pose.pt, expression.pt or lighting.pt for gan-bridge edit)")
-    args = ap.parse_args(argv)
-    print(export(args.run, args.out))
-    return 0
+    return export_main(argv, "python -m gan_bridge.stylerig.method", "write a run's RigNet as a standalone <mode>.pt",
+                       "output .pt (name it pose.pt, expression.pt or lighting.pt for gan-bridge edit)", export)
 
 
 register("stylerig", "gan_bridge.stylerig.method:StyleRigMethod")
 
-__all__ = ["StyleRigMethod", "export", "load_generator_checked"]
+__all__ = ["StyleRigMethod", "export"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,7 +10,7 @@ Public API::
     StyleGAN2Losses, ema_beta and the loss functions (``losses``)
     load_generator(path), load_discriminator(path), save_networks(path, G, D) (``checkpoints``)
 """
-from .checkpoints import CheckpointError, load_discriminator, load_generator, save_networks
+from .checkpoints import CheckpointError, load_discriminator, load_frozen_generator, load_generator, save_networks
 from .discriminator import Discriminator
 from .generator import Generator
 from .losses import (StyleGAN2LossConfig, StyleGAN2Losses, d_logistic_loss, ema_beta,
@@ -21,6 +21,6 @@ from .synthesis import SynthesisNetwork, channels_per_resolution
 __all__ = [
     "CheckpointError", "Discriminator", "Generator", "MappingNetwork", "StyleGAN2LossConfig", "StyleGAN2Losses",
     "SynthesisNetwork", "channels_per_resolution", "d_logistic_loss", "ema_beta",
-    "g_nonsaturating_loss", "lazy_ratio", "load_discriminator", "load_generator", "path_length_penalty",
+    "g_nonsaturating_loss", "lazy_ratio", "load_discriminator", "load_frozen_generator", "load_generator", "path_length_penalty",
     "r1_penalty", "save_networks",
 ]

@@ -228,6 +228,16 @@ def load_generator(path, device="cpu", ema: bool = True) -> Generator:
     return G.eval().to(device)
 
 
+def load_frozen_generator(path) -> Generator:
+    """:func:`load_generator` with gradients off, for methods that train around a fixed generator; one-line
+    errors for an empty or missing ``path``."""
+    if not path:
+        raise ValueError("no generator given; set generator=PATH (a StyleGAN2 checkpoint)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"generator checkpoint {path} does not exist")
+    return load_generator(path).requires_grad_(False)
+
+
 def load_discriminator(path, device="cpu") -> Discriminator:
     """Discriminator from a rosinality ``.pt``, an NVIDIA ``.pkl``, our own file or a dict of tensors."""
     obj = _read(path)
