@@ -21,6 +21,18 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MAX_VIDEO_FRAMES = 10000
 
 
+LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
+
+
+def sidecar_landmarks(image: Path) -> Path | None:
+    """The 68-point landmark file beside ``image`` with the same stem (.npy/.pts/.json), if any."""
+    for suffix in LANDMARK_SUFFIXES:
+        candidate = image.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def image_files(items: list[str], what: str = "image") -> list[Path]:
     """Arguments -> image files in order; a folder contributes its images sorted by name.
     ``what`` names the arguments in errors ('image', 'target', ...)."""

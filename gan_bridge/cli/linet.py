@@ -8,10 +8,7 @@ import numpy as np
 import torch
 
 from . import CommandError
-from ._inputs import add_align_argument, image_files
-
-LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
-
+from ._inputs import add_align_argument, image_files, sidecar_landmarks
 
 def add_parser(sub) -> None:
     p = sub.add_parser("linet", help="large-pose face reenactment (LI-Net)",
@@ -33,15 +30,6 @@ def add_parser(sub) -> None:
     r.add_argument("--detector", default="dlib", help="landmark detector when no landmark file is given")
     add_align_argument(r, default="world")
     r.set_defaults(run=run)
-
-
-def sidecar_landmarks(image: Path) -> Path | None:
-    """The landmark file beside ``image`` with the same stem, if any."""
-    for suffix in LANDMARK_SUFFIXES:
-        candidate = image.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _face(path: Path, size: int, args):

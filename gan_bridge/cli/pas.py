@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import CommandError
-from ._inputs import add_align_argument, image_files
+from ._inputs import add_align_argument, image_files, sidecar_landmarks
 
 
 
@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     r.add_argument("--absolute", action="store_true", help="the angles are the target pose, not a change")
     r.add_argument("--target", default=None, help="a photo whose face pose is the target (instead of angles)")
     r.add_argument("--landmarks", default=None, help="68-point landmark file of a single IMAGE (.pts/.npy/.json); "
-                                                     "default: detected")
+                                                     "default: a file of the image's name beside it, else detected")
     r.add_argument("--detector", default="dlib", help="landmark detector (default: dlib)")
     add_align_argument(r, default="world")
     r.add_argument("--model", default="open", help="morphable model of the 3D fit (default: open)")
@@ -70,12 +70,12 @@ def run(args) -> int:
     if args.target:
         if not Path(args.target).is_file():
             raise CommandError(f"target {args.target} does not exist")
-        _, _, t_params = _fitted_face(args.target, size, args, model)
+        _, _, t_params = _fitted_face(args.target, size, args, model, sidecar_landmarks(Path(args.target)))
         with torch.no_grad():
             target_lm = landmarks_3d(model, t_params).float()
     panels = []
     for path in files:
-        image, lm2d, params = _fitted_face(path, size, args, model, args.landmarks)
+        image, lm2d, params = _fitted_face(path, size, args, model, args.landmarks or sidecar_landmarks(path))
         with torch.no_grad():
             lm_src = landmarks_3d(model, params).float()
             lm_tgt = target_lm if target_lm is not None else posed_landmarks(

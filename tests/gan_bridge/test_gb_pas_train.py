@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from gan_bridge.cli import main
@@ -186,6 +187,14 @@ def test_cli_rotates_a_face(run, tmp_path, capsys):
     names = {p.name for p in (out / "face").iterdir()}
     assert {"input.png", "preprocessed.png", "sampled.png", "final.png", "sheet.png", "pas.json"} <= names
     assert json.loads((out / "face" / "pas.json").read_text())["yaw"] == 25
+    folder = tmp_path / "folder"  # a folder of photos: each one's landmark file beside it, no detection
+    folder.mkdir()
+    (tmp_path / "face.png").rename(folder / "face.png")
+    (tmp_path / "face.npy").rename(folder / "face.npy")
+    assert main(["pas", "rotate", str(folder), "--weights", str(root / "run"), "--yaw", "25",
+                 "--out", str(tmp_path / "out2")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out2" / "face" / "final.png")),
+                          np.asarray(Image.open(out / "face" / "final.png")))
 
 
 def test_cli_errors(run, tmp_path, capsys):
