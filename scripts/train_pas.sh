@@ -9,7 +9,8 @@
 #    inpainting network alone on occluded faces, as the paper's CelebA pre-training), 'pas_only' (b) and
 #    'inpaint_only' (c). Widths: PAS embedder 16 -> 128 channels over 3 levels, self-attention at level 2,
 #    feature 128, sampler 256 hidden; U-Net generator and projection discriminator 16 -> 128 over 3 levels.
-# 2. `python -m gan_bridge.pas.evaluate` on 500 held-out pairs: (a) the plain 3DMM warp, (b), (c), (d).
+# 2. `python -m gan_bridge.pas.evaluate` on 500 held-out pairs: (a) the plain 3DMM warp (the world's true
+#    parameters), (b), (c), (d), and the source unchanged as a reference -> results.json, results.md, sheet.png.
 # 3. Export the full run's PAS and inpainting networks as float16 -> gan_bridge/assets/world_pas_32.pt.
 # 4. The public-domain astronaut portrait turned by -30 and +30 degrees of yaw (and real photos of
 #    ../shared/data/faces when present) -> astronaut/, real/.
@@ -29,7 +30,8 @@ for variant in full pas_only inpaint_only; do
 done
 wait
 python -m gan_bridge.pas.evaluate --full "$WORK/full" --pas-only "$WORK/pas_only" \
-    --inpaint-only "$WORK/inpaint_only" --pairs 500 | tee "$WORK/results.md"
+    --inpaint-only "$WORK/inpaint_only" --pairs 500 --out "$WORK/results.json" --sheet "$WORK/sheet.png" \
+    | tee "$WORK/results.md"
 python -m gan_bridge.pas.edit export "$WORK/full" "$WORK/pas.pt"
 python -c "import sys; from PIL import Image; from skimage.data import astronaut; Image.fromarray(astronaut()).save(sys.argv[1])" \
     "$WORK/astronaut.png"

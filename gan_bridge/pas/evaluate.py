@@ -73,6 +73,28 @@ def evaluate(methods: dict[str, PairMethod], world: FaceWorld, pairs: int, batch
     return {name: {k: v / pairs for k, v in s.items() if csim or k != "csim"} for name, s in sums.items()}
 
 
+def source_method(world: FaceWorld, batch: WorldBatch) -> torch.Tensor:
+    """Reference: the source image unchanged (what every method must improve on)."""
+    return batch.image[0::2]
+
+
+@torch.no_grad()
+def comparison_sheet(methods: dict[str, PairMethod], world: FaceWorld, path, pairs: int = 6, first: int = 1000,
+                     vary=("pose",)):
+    """A contact sheet of held-out pairs ``first``.. (apart from the scored ones), one per row: source, true
+    target, then every method's output."""
+    from gan_bridge.face.photos import save_sheet
+    held = world.heldout()
+    batch = held.identity_sets(range(first, first + pairs), 2, vary)
+    outputs = {name: method(held, batch).float().clamp(-1, 1) for name, method in methods.items()}
+    panels = []
+    for i in range(pairs):
+        panels += [("source", batch.image[2 * i]), ("target", batch.image[2 * i + 1])]
+        panels += [(name, out[i]) for name, out in outputs.items()]
+    return save_sheet(panels, path, columns=2 + len(methods), title="PAS pose editing on held-out world pairs",
+                      notes=["per row: source, the same identity in the target pose, then each method"])
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table of :func:`evaluate`'s results."""
     cols = [m for m in METRICS if any(m in r for r in results.values())]
@@ -89,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=500, help="held-out pairs (default 500)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--no-csim", action="store_true", help="skip the dlib identity similarity")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
+    ap.add_argument("--sheet", default=None, help="also write a comparison sheet of 6 other held-out pairs here")
     args = ap.parse_args(argv)
     methods: dict[str, PairMethod] = {"(a) 3DMM warp": warp_method}
     config = None
@@ -103,11 +127,22 @@ def main(argv=None) -> int:
     c = config
     world = FaceWorld(WorldConfig(image_size=c.image_size, seed=c.world_seed, model=c.world_model,
                                   train_identities=c.world_identities) if c else WorldConfig())
-    print(table(evaluate(methods, world, args.pairs, args.batch, c.vary if c else ("pose",), not args.no_csim)))
+    vary = c.vary if c else ("pose",)
+    results = evaluate({**methods, "source, unchanged (reference)": source_method}, world, args.pairs, args.batch,
+                       vary, not args.no_csim)
+    print(table(results))
+    if args.out:
+        import json
+        from pathlib import Path
+        record = {"runs": {"full": args.full, "pas_only": args.pas_only, "inpaint_only": args.inpaint_only},
+                  "pairs": args.pairs, "results": results}
+        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    if args.sheet:
+        print(comparison_sheet(methods, world, args.sheet, vary=vary))
     return 0
 
 
-__all__ = ["METRICS", "editor_method", "evaluate", "table", "warp_method"]
+__all__ = ["METRICS", "comparison_sheet", "editor_method", "evaluate", "source_method", "table", "warp_method"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

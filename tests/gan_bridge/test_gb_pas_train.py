@@ -267,6 +267,21 @@ def test_evaluation_table_and_the_3dmm_warp_baseline(run, world):
     assert same["warp"]["l1"] == pytest.approx(0, abs=1e-4)  # identical views: the warp is the identity
 
 
+def test_evaluate_command_adds_the_source_reference_json_and_sheet(run, tmp_path, capsys):
+    from gan_bridge.pas.evaluate import main as evaluate_main
+    root, _ = run
+    out, sheet = tmp_path / "r.json", tmp_path / "s.png"
+    assert evaluate_main(["--full", str(root / "run"), "--pairs", "2", "--batch", "2", "--no-csim",
+                          "--out", str(out), "--sheet", str(sheet)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"(a) 3DMM warp", "(d) PAS + inpainting", "source, unchanged (reference)"}
+    assert results["(a) 3DMM warp"]["l1"] < results["source, unchanged (reference)"]["l1"]
+    with Image.open(sheet) as im:
+        labels = [p["label"] for p in json.loads(im.info["panels"])]
+    assert labels[:4] == ["source", "target", "(a) 3DMM warp", "(d) PAS + inpainting"] and len(labels) == 24
+    assert "| source, unchanged (reference) |" in capsys.readouterr().out
+
+
 @pytest.mark.shared
 def test_cli_on_a_real_photo(run, tmp_path):
     from pathlib import Path
