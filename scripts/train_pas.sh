@@ -4,7 +4,7 @@
 #
 #     bash scripts/train_pas.sh [WORK_DIR]      (default /tmp/pas)
 #
-# The run of 1 Dec 2026 (2-core CPU, one thread per run): full 57 min, pas_only about 25, inpaint_only about 46.
+# The run of 1 Dec 2026 (2-core CPU, one thread per run): full 57 min, pas_only about 25, inpaint_only about 48.
 # 1. Three runs of STEPS steps side by side, one thread each, same widths and batch (8 pairs), Adam 1e-4
 #    (0.9, 0.999), the paper's loss weights: 'full' (PAS then inpainting; the first PRETRAIN steps train the
 #    inpainting network alone on occluded faces, as the paper's CelebA pre-training), 'pas_only' (b) and
