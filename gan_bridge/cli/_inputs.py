@@ -8,20 +8,22 @@ import torch
 from . import CommandError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-ALIGN_CHOICES = ("ffhq", "world", "none")  # gan_bridge.face.photos.ALIGNMENTS, without importing it at start-up
-ALIGN_HELP = ("photo crop from the 68 landmarks: ffhq (FFHQ's square, for generators trained on FFHQ), world "
-              "(framed as the synthetic world frames faces, for networks trained on it) or none (resize the "
-              "whole photo)")
-
-
-def add_align_argument(parser, default: str = "ffhq") -> None:
-    """The ``--align`` option of the commands that crop photos."""
-    parser.add_argument("--align", default=default, choices=ALIGN_CHOICES, help=f"{ALIGN_HELP}; default {default}")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 MAX_VIDEO_FRAMES = 10000
-
-
 LANDMARK_SUFFIXES = (".npy", ".pts", ".json")
+ALIGN_CHOICES = ("ffhq", "world", "none")  # gan_bridge.face.photos.ALIGNMENTS, without importing it at start-up
+ALIGN_HELP = {"ffhq": "ffhq (FFHQ's square, for generators trained on FFHQ)",
+              "world": "world (framed as the synthetic world frames faces, for networks trained on it)",
+              "none": "none (resize the whole photo)"}
+
+
+def add_align_argument(parser, default: str = "ffhq", needs_landmarks: bool = False) -> None:
+    """The ``--align`` option of the commands that crop photos; ``needs_landmarks`` leaves out 'none', for
+    commands that use every face's 68 landmarks."""
+    choices = [a for a in ALIGN_CHOICES if not (needs_landmarks and a == "none")]
+    text = ", ".join(ALIGN_HELP[a] for a in choices[:-1]) + " or " + ALIGN_HELP[choices[-1]]
+    parser.add_argument("--align", default=default, choices=choices,
+                        help=f"photo crop from the 68 landmarks: {text}; default {default}")
 
 
 def sidecar_landmarks(image: Path) -> Path | None:

@@ -10,6 +10,7 @@ import torch
 from . import CommandError
 from ._inputs import add_align_argument, image_files, sidecar_landmarks
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("linet", help="large-pose face reenactment (LI-Net)",
                        description="Face reenactment with LI-Net (landmark transformer, face rotation module, "
@@ -28,15 +29,13 @@ def add_parser(sub) -> None:
     r.add_argument("--no-transformer", action="store_true",
                    help="drive R and G with the driving landmarks directly (the ablation without T)")
     r.add_argument("--detector", default="dlib", help="landmark detector when no landmark file is given")
-    add_align_argument(r, default="world")
+    add_align_argument(r, default="world", needs_landmarks=True)
     r.set_defaults(run=run)
 
 
 def _face(path: Path, size: int, args):
     """-> (crop (1, 3, S, S) in [-1, 1], landmarks (1, 68, 2) crop pixels)."""
     from gan_bridge.face.photos import load_face_crop
-    if args.align == "none":
-        raise CommandError("LI-Net needs the 68 landmarks of every face: use --align world or ffhq")
     crop = load_face_crop(path, size, args.align, args.detector, landmarks=sidecar_landmarks(path))
     return crop.image[None], torch.as_tensor(np.asarray(crop.landmarks), dtype=torch.float32)[None]
 

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     r.add_argument("--landmarks", default=None, help="68-point landmark file of a single IMAGE (.pts/.npy/.json); "
                                                      "default: a file of the image's name beside it, else detected")
     r.add_argument("--detector", default="dlib", help="landmark detector (default: dlib)")
-    add_align_argument(r, default="world")
+    add_align_argument(r, default="world", needs_landmarks=True)
     r.add_argument("--model", default="open", help="morphable model of the 3D fit (default: open)")
     r.set_defaults(run=run)
 
@@ -41,8 +41,6 @@ def _fitted_face(path, size, args, model, landmarks=None):
     """-> (crop (1, 3, S, S), 2D landmarks (1, 68, 2) crop pixels, FaceParams of the crop)."""
     from gan_bridge.face.pas_prep import fit_photo
     from gan_bridge.face.photos import load_face_crop
-    if args.align == "none":
-        raise CommandError("PAS needs the 68 landmarks of every face: use --align world or ffhq")
     crop = load_face_crop(path, size, args.align, args.detector, landmarks=landmarks)
     pixels = ((crop.image.permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
     params = fit_photo(model, pixels, crop.landmarks)

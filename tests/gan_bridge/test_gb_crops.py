@@ -1,5 +1,6 @@
 """FFHQ face crops and face-region weights."""
 import numpy as np
+import pytest
 import torch
 
 from gan_bridge.face.crops import face_region_weights, ffhq_crop, ffhq_square, square_to_crop_matrix
@@ -94,3 +95,11 @@ def test_alignment_choices_match():
     from gan_bridge.cli._inputs import ALIGN_CHOICES
     from gan_bridge.face.photos import ALIGNMENTS
     assert ALIGN_CHOICES == ALIGNMENTS
+
+
+@pytest.mark.parametrize("command", [["linet", "reenact", "a.png", "b.png"], ["pas", "rotate", "a.png"]])
+def test_commands_that_need_landmarks_refuse_align_none(command, capsys):
+    from gan_bridge.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--weights", "w", "--out", "o", "--align", "none"])
+    assert exc.value.code == 2 and "invalid choice: 'none'" in capsys.readouterr().err
