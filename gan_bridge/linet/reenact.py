@@ -123,17 +123,14 @@ def export(run: str | Path, out: str | Path, half: bool = True) -> Path:
     """Write the inference networks (T, R, G, and P when trained) of run folder ``run`` (or a ckpt-*.pt) to
     ``out`` with the run's config and recipe text; ``half`` stores the weights as float16 (half the size;
     :meth:`Reenactor.load` casts them back to float32)."""
-    from gan_bridge.face.photos import atomic_write
     from gan_bridge.train import load_checkpoint, run_checkpoint
+    from gan_bridge.train.export import write_inference_file
     ckpt, recipe = run_checkpoint(run)
     state = load_checkpoint(ckpt)
     Reenactor.load(ckpt)  # one-line error if it is not an LI-Net run
     trained = {m for s in state["config"]["stages"] for m in STAGE_MODULES[s]}
     names = [n for n in INFERENCE_MODULES if n in REQUIRED_MODULES or n in trained]
-    modules = {n: {k: v.half() if half and v.is_floating_point() else v for k, v in state["modules"][n].items()}
-               for n in names}
-    record = {"step": state["step"], "config": state["config"], "modules": modules, "recipe": recipe}
-    return atomic_write(Path(out), lambda tmp: torch.save(record, tmp))
+    return write_inference_file(state, names, recipe, out, half)
 
 
 def main(argv=None) -> int:

@@ -128,16 +128,12 @@ def export(run: str | Path, out: str | Path, half: bool = True) -> Path:
     """Write the inference networks (PAS and/or the inpainting generator) of run folder ``run`` (or a ckpt-*.pt)
     to ``out`` with the run's config and recipe text; ``half`` stores the weights as float16 (half the size;
     :meth:`PasEditor.load` casts them back to float32)."""
-    from gan_bridge.face.photos import atomic_write
     from gan_bridge.train import load_checkpoint, run_checkpoint
+    from gan_bridge.train.export import write_inference_file
     ckpt, recipe = run_checkpoint(run)
     editor = PasEditor.load(ckpt)  # one-line error if it is not a PAS run
-    state = load_checkpoint(ckpt)
     names = [n for n, net in (("pas", editor.pas), ("gen", editor.gen)) if net is not None]
-    modules = {n: {k: v.half() if half and v.is_floating_point() else v for k, v in state["modules"][n].items()}
-               for n in names}
-    record = {"step": state["step"], "config": state["config"], "modules": modules, "recipe": recipe}
-    return atomic_write(Path(out), lambda tmp: torch.save(record, tmp))
+    return write_inference_file(load_checkpoint(ckpt), names, recipe, out, half)
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,21 @@
-"""One command shape for writing a run's trained part as a standalone file: ``python -m MODULE export RUN OUT``."""
+"""Standalone files of a run's trained part, and one command shape that writes them: ``python -m MODULE export RUN OUT``."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+import torch
+
+
+def write_inference_file(state: dict, names, recipe: str, out: str | Path, half: bool = True) -> Path:
+    """Write the modules ``names`` of checkpoint ``state`` with its step, config and ``recipe`` text to ``out``
+    (atomically); ``half`` stores floating-point weights as float16 (loaders cast them back)."""
+    from morph3d.io import atomic_write
+    modules = {n: {k: v.half() if half and v.is_floating_point() else v for k, v in state["modules"][n].items()}
+               for n in names}
+    record = {"step": state["step"], "config": state["config"], "modules": modules, "recipe": recipe}
+    return atomic_write(Path(out), lambda tmp: torch.save(record, tmp))
 
 
 def export_main(argv: Optional[Sequence[str]], prog: str, help: str, out_help: str,
@@ -28,4 +40,4 @@ def export_main(argv: Optional[Sequence[str]], prog: str, help: str, out_help: s
     return 0
 
 
-__all__ = ["export_main"]
+__all__ = ["export_main", "write_inference_file"]

@@ -21,6 +21,6 @@ from .synthesis import SynthesisNetwork, channels_per_resolution
 __all__ = [
     "CheckpointError", "Discriminator", "Generator", "MappingNetwork", "StyleGAN2LossConfig", "StyleGAN2Losses",
     "SynthesisNetwork", "channels_per_resolution", "d_logistic_loss", "ema_beta",
-    "g_nonsaturating_loss", "lazy_ratio", "load_discriminator", "load_frozen_generator", "load_generator", "path_length_penalty",
-    "r1_penalty", "save_networks",
+    "g_nonsaturating_loss", "lazy_ratio", "load_discriminator", "load_frozen_generator", "load_generator",
+    "path_length_penalty", "r1_penalty", "save_networks",
 ]
