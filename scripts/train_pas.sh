@@ -4,23 +4,23 @@
 #
 #     bash scripts/train_pas.sh [WORK_DIR]      (default /tmp/pas)
 #
-# The run of 1 Dec 2026 (2-core CPU, one thread per run): full 57 min, pas_only about 25, inpaint_only about 48.
 # 1. Three runs of STEPS steps side by side, one thread each, same widths and batch (8 pairs), Adam 1e-4
 #    (0.9, 0.999), the paper's loss weights: 'full' (PAS then inpainting; the first PRETRAIN steps train the
 #    inpainting network alone on occluded faces, as the paper's CelebA pre-training), 'pas_only' (b) and
 #    'inpaint_only' (c). Widths: PAS embedder 16 -> 128 channels over 3 levels, self-attention at level 2,
 #    feature 128, sampler 256 hidden; U-Net generator and projection discriminator 16 -> 128 over 3 levels.
+#    Defaults not in the paper (see the README): PAS starts from the source frame (pas_start=source) and the
+#    generator refines its input (gen_output=residual).
 # 2. `python -m gan_bridge.pas.evaluate` on 500 held-out pairs: (a) the plain 3DMM warp (the world's true
 #    parameters), (b), (c), (d), and the source unchanged as a reference -> results.json, results.md, sheet.png.
-# 3. Export the full run's PAS and inpainting networks as float16 -> pas.pt (not shipped: the full method does not
-#    beat the 3DMM warp yet; see the README).
+# 3. Export the full run's PAS and inpainting networks as float16 -> pas.pt.
 # 4. The public-domain astronaut portrait turned by -30 and +30 degrees of yaw (and real photos of
 #    ../shared/data/faces when present) -> astronaut/, real/.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/pas}"
-STEPS="${STEPS:-3000}"
-PRETRAIN="${PRETRAIN:-600}"
+STEPS="${STEPS:-2000}"
+PRETRAIN="${PRETRAIN:-400}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$WORK"
 cd "$REPO"

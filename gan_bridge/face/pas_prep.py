@@ -38,7 +38,7 @@ class PasInputs:
     (C = 10 classes of ``morph3d.render.LANDMARK_CLASSES``); seg_source: (B, C, H_I, W_I) that of I itself
     (the reconstruction path).
     matrix: (B, 2, 3) similarity taking I's pixels to I_tf's pixels; side: (B,) long, 0 = the subject's right
-    side was aligned, 1 = the left (:data:`SIDE_NAMES`).
+    side was aligned, 1 = the left (:data:`SIDE_NAMES`); image: (B, 3, H_I, W_I) I itself.
     """
 
     image_tf: torch.Tensor
@@ -48,6 +48,21 @@ class PasInputs:
     seg_source: torch.Tensor
     matrix: torch.Tensor
     side: torch.Tensor
+    image: torch.Tensor
+
+    def unaligned_grid(self) -> torch.Tensor:
+        """(B, H_I, W_I, 2) sampling map of I_tf that gives I back (reads each pixel p at ``matrix p``; bilinear, so
+        ``pixel_sample(image_tf, grid)`` equals I up to resampling blur)."""
+        return transform_grid(self.matrix, self.image_tf.shape[-2:], self.image.shape[-2:]).to(self.image_tf)
+
+    def source_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """A sampling map of I_tf (B, Ho, Wo, 2) in [-1, 1] -> the map of I that reads the same points (through the
+        inverse similarity), so I can be sampled once instead of twice. Differentiable in ``grid``."""
+        inv = invert_similarity(self.matrix).to(grid)
+        (h, w), (hi, wi) = self.image_tf.shape[-2:], self.image.shape[-2:]
+        pix = torch.stack([((grid[..., 0] + 1) * w - 1) / 2, ((grid[..., 1] + 1) * h - 1) / 2], -1)
+        src = pix @ inv[:, None, :, :2].transpose(-1, -2) + inv[:, None, None, :, 2]
+        return torch.stack([(src[..., 0] + 0.5) / wi * 2 - 1, (src[..., 1] + 0.5) / hi * 2 - 1], -1)
 
 
 def _check_landmarks(lm: torch.Tensor, name: str, dims=(2, 3)) -> None:
@@ -109,18 +124,29 @@ def apply_transform(matrix: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return points @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
 
 
+def transform_grid(matrix: torch.Tensor, input_size: tuple[int, int], output_size: tuple[int, int]) -> torch.Tensor:
+    """The sampling map (B, Ho, Wo, 2) in [-1, 1] (align_corners=False, ``pixel_sample``'s convention) that reads
+    each output pixel p at input pixel ``matrix p``: matrix (B, 2, 3) output pixels -> input pixels."""
+    h, w = input_size
+    ho, wo = output_size
+    ys, xs = torch.meshgrid(torch.arange(ho, dtype=torch.float64), torch.arange(wo, dtype=torch.float64),
+                            indexing="ij")
+    pts = torch.stack([xs, ys], -1).reshape(1, -1, 2).to(matrix.device).expand(matrix.shape[0], -1, -1)
+    src = apply_transform(matrix.double(), pts).reshape(-1, ho, wo, 2)
+    return torch.stack([(src[..., 0] + 0.5) / w * 2 - 1, (src[..., 1] + 0.5) / h * 2 - 1], -1)
+
+
+def invert_similarity(matrix: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) -> (B, 2, 3) the inverse pixel transform, in float64."""
+    b = matrix.shape[0]
+    full = torch.cat([matrix.double(), matrix.new_tensor([0.0, 0.0, 1.0]).double().expand(b, 1, 3)], 1)
+    return torch.linalg.inv(full)[:, :2]
+
+
 def warp_similarity(images: torch.Tensor, matrix: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Resample images (B, C, H, W) by the pixel transform ``matrix`` (B, 2, 3) (input pixels -> output pixels)
     into (B, C, *size) (default (H, W)): bilinear, edge pixels repeated outside, differentiable (pixel_sample)."""
-    b, _, h, w = images.shape
-    ho, wo = size or (h, w)
-    full = torch.cat([matrix.double(), matrix.new_tensor([0.0, 0.0, 1.0]).double().expand(b, 1, 3)], 1)
-    inv = torch.linalg.inv(full)[:, :2]
-    ys, xs = torch.meshgrid(torch.arange(ho, dtype=torch.float64), torch.arange(wo, dtype=torch.float64),
-                            indexing="ij")
-    pts = torch.stack([xs, ys], -1).reshape(1, -1, 2).to(images.device).expand(b, -1, -1)
-    src = apply_transform(inv, pts).reshape(b, ho, wo, 2)
-    grid = torch.stack([(src[..., 0] + 0.5) / w * 2 - 1, (src[..., 1] + 0.5) / h * 2 - 1], -1)
+    grid = transform_grid(invert_similarity(matrix), images.shape[-2:], size or images.shape[-2:])
     return pixel_sample(images, grid.to(images.dtype), padding="border")
 
 
@@ -168,7 +194,7 @@ def preprocess(image: torch.Tensor, landmarks_source: torch.Tensor, landmarks_ta
     landmarks_tf = apply_transform(matrix, lm2d.double()).to(image.dtype)
     return PasInputs(image_tf=image_tf, landmarks_tf=landmarks_tf, seg_tf=segmentation(landmarks_tf, size),
                      seg_target=segmentation(landmarks_target, size), seg_source=segmentation(lm2d, (h, w)),
-                     matrix=matrix.to(image.dtype), side=side)
+                     matrix=matrix.to(image.dtype), side=side, image=image)
 
 
 def landmarks_3d(model: MorphableModel, params: FaceParams) -> torch.Tensor:
@@ -220,5 +246,6 @@ def fit_photo(model: MorphableModel, image: np.ndarray, landmarks_2d: np.ndarray
 
 
 __all__ = ["LEFT_SIDE", "MIDLINE", "PasInputs", "RIGHT_SIDE", "SIDES", "SIDE_NAMES", "apply_transform",
-           "exposed_side", "fit_photo", "flow_warp", "landmarks_3d", "posed_landmarks", "preprocess", "segmentation",
-           "side_box_areas", "similarity_transform", "warp_similarity"]
+           "exposed_side", "invert_similarity", "fit_photo", "flow_warp", "landmarks_3d", "posed_landmarks", "preprocess", "segmentation",
+           "side_box_areas", "similarity_transform", "transform_grid",
+           "warp_similarity"]

@@ -8,6 +8,8 @@ from gan_bridge.train.config import check_choice, check_nonnegative
 
 VARIANTS = ("full", "pas_only", "inpaint_only")
 IDENTITY_NETS = ("dlib", "none")
+GEN_OUTPUTS = ("residual", "direct")
+PAS_STARTS = ("source", "aligned")
 
 
 @dataclass
@@ -22,13 +24,19 @@ class PasConfig(TrainConfig):
     variant: 'full' (PAS then inpainting), 'pas_only' (no inpainting network: ablation b), 'inpaint_only' (the
     inpainting network on I_tf directly, no PAS: ablation c).
     pas_*: embedder width / downsamplings / self-attention levels, feature_dim (paper 512), sampler hidden widths.
+    pas_start: the map PAS's sampler starts from and predicts changes of: 'source' (the inverse of the
+    preprocessing's similarity, so an untrained PAS returns I in its own frame; not in the paper) or 'aligned' (the
+    identity map on I_tf, an untrained PAS returns I_tf).
     gen_* / disc_*: U-Net generator and projection discriminator widths and depths; max_channels caps all widths.
+    gen_output: 'residual' (the generator refines its input and starts as the identity; not in the paper) or 'direct'
+    (the paper: it writes the image from its last layer).
     identity_net: 'dlib' (dlib's ResNet on aligned chips, frozen, as the paper's LightCNN) or 'none' (no identity
     conditioning or L_id); identity_hidden: width of the fine-tuned FC layer on the identity features.
     lr, betas: Adam for all networks (paper 1e-4, (0.9, 0.999)).
     recon_weight: weight of L1(I_recon, I) in Eq. 1 (paper 0.1); inpaint_recon_weight: lambda of Eq. 9.
     lambda_*: weights of L_pix, L_seg, L_per, L_tv (Eq. 8, all 1 in the paper), L_id, L_adv (Eq. 13, all 1).
-    lambda_tv_map: TV of the sampling map itself (not in the paper, whose L_tv acts on the sampled images; 0 = off).
+    lambda_tv_map: TV of the sampling map's displacement from the identity map (not in the paper, whose L_tv acts on
+    the sampled images; 0 = off). It keeps the map smooth where the image has no texture to steer it.
     occlusion_min / occlusion_max / occlusion_holes: the S_occ rectangles (fractions of the side, count).
     """
 
@@ -52,10 +60,12 @@ class PasConfig(TrainConfig):
     pas_attention: tuple[int, ...] = (2, 3)
     feature_dim: int = 512
     sampler_hidden: tuple[int, ...] = (512,)
+    pas_start: str = "source"
     gen_base: int = 32
     gen_levels: int = 4
     disc_base: int = 32
     disc_levels: int = 4
+    gen_output: str = "residual"
     max_channels: int = 256
     identity_net: str = "dlib"
     identity_hidden: int = 128
@@ -75,6 +85,8 @@ class PasConfig(TrainConfig):
     def __post_init__(self):
         check_choice(self, "variant", VARIANTS)
         check_choice(self, "identity_net", IDENTITY_NETS)
+        check_choice(self, "gen_output", GEN_OUTPUTS)
+        check_choice(self, "pas_start", PAS_STARTS)
         levels = max(self.pas_levels, self.gen_levels, self.disc_levels)
         if self.image_size < 16 or self.image_size % 2 ** levels:
             raise ValueError(f"image_size {self.image_size} must be >= 16 and a multiple of 2**{levels}")
@@ -86,4 +98,4 @@ class PasConfig(TrainConfig):
                                  "lambda_tv", "lambda_tv_map", "lambda_id", "lambda_adv"))
 
 
-__all__ = ["IDENTITY_NETS", "PasConfig", "VARIANTS"]
+__all__ = ["GEN_OUTPUTS", "IDENTITY_NETS", "PAS_STARTS", "PasConfig", "VARIANTS"]

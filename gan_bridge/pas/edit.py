@@ -14,7 +14,7 @@ from torch import nn
 from gan_bridge.face.pas_prep import PasInputs, preprocess
 
 from .config import PasConfig
-from .networks import InpaintGenerator, PixelAttentionSampling, ProjectionDiscriminator
+from .networks import InpaintGenerator, PixelAttentionSampling, ProjectionDiscriminator, sample_pair
 
 IdentityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, 2D landmarks (B, 68, 2)) -> (B, D)
 DLIB_DIM = 128
@@ -28,7 +28,8 @@ def build_networks(config: PasConfig, identity_dim: int) -> dict[str, nn.Module]
         nets["pas"] = PixelAttentionSampling(s, c.pas_base, c.pas_levels, c.feature_dim, c.sampler_hidden,
                                              c.max_channels, c.pas_attention)
     if c.variant != "pas_only":
-        nets["gen"] = InpaintGenerator(s, c.gen_base, c.gen_levels, c.max_channels, identity_dim, c.identity_hidden)
+        nets["gen"] = InpaintGenerator(s, c.gen_base, c.gen_levels, c.max_channels, identity_dim, c.identity_hidden,
+                                     residual=c.gen_output == "residual")
         nets["disc"] = ProjectionDiscriminator(s, c.disc_base, c.disc_levels, c.max_channels)
     return nets
 
@@ -53,11 +54,28 @@ class PasResult:
     grid: Optional[torch.Tensor]
 
 
+def start_map(config: PasConfig, inputs: PasInputs) -> Optional[torch.Tensor]:
+    """The map PAS starts from for ``config.pas_start``: (B, H, W, 2) for 'source', None (identity) for 'aligned'."""
+    return inputs.unaligned_grid() if config.pas_start == "source" else None
+
+
+def pas_sample(pas: nn.Module, inputs: PasInputs, landmarks_target: torch.Tensor,
+               start: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PAS on preprocessed inputs: its sampling map of I_tf (B, H, W, 2), computed from I_tf and the target's 3D
+    landmarks as in the paper, is applied to I through the inverse similarity (:meth:`PasInputs.source_grid`), so
+    the image and its segmentation are resampled once, in one fused call, instead of twice (once for I_tf).
+    -> (sampled image (B, 3, H, W), sampled segmentation (B, C, H, W), map of I_tf)."""
+    grid = pas.sampling_map(inputs.image_tf, landmarks_target, start)
+    sampled, seg = sample_pair(inputs.image, inputs.seg_source, inputs.source_grid(grid))
+    return sampled, seg, grid
+
+
 def run_pipeline(pas: Optional[nn.Module], gen: Optional[nn.Module], inputs: PasInputs, landmarks_target: torch.Tensor,
-                 identity_features: Optional[torch.Tensor] = None) -> PasResult:
-    """PAS then inpainting on preprocessed inputs; either network may be None (the ablations)."""
+                 identity_features: Optional[torch.Tensor] = None, start: Optional[torch.Tensor] = None) -> PasResult:
+    """PAS (from sampling map ``start``, default the identity) then inpainting on preprocessed inputs; either network
+    may be None (the ablations)."""
     if pas is not None:
-        sampled, _, grid = pas(inputs.image_tf, inputs.seg_tf, landmarks_target)
+        sampled, _, grid = pas_sample(pas, inputs, landmarks_target, start)
     else:
         sampled, grid = inputs.image_tf, None
     final = gen(sampled, landmarks_target, identity_features) if gen is not None else sampled
@@ -119,7 +137,7 @@ class PasEditor:
         if self.gen is not None and self.identity is not None:
             lm2d = landmarks_source[..., :2] if landmarks_source_2d is None else landmarks_source_2d
             feats = self.identity(image, lm2d)
-        result = run_pipeline(self.pas, self.gen, inputs, landmarks_target, feats)
+        result = run_pipeline(self.pas, self.gen, inputs, landmarks_target, feats, start_map(self.config, inputs))
         result.final = result.final.clamp(-1, 1)
         return result
 
@@ -142,7 +160,8 @@ def main(argv=None) -> int:
                        "as one small file", "output .pt (use it as --weights)", export, half_default=True)
 
 
-__all__ = ["DLIB_DIM", "PasEditor", "PasResult", "build_networks", "default_identity", "export", "run_pipeline"]
+__all__ = ["DLIB_DIM", "PasEditor", "PasResult", "build_networks", "default_identity", "export", "pas_sample",
+           "run_pipeline", "start_map"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

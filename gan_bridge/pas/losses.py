@@ -42,6 +42,14 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return ((dx + dy) / x[0].numel()).mean()
 
 
+def displacement_tv(grid: torch.Tensor) -> torch.Tensor:
+    """:func:`total_variation` of a sampling map's displacement from the identity map: grid (B, H, W, 2) in [-1, 1].
+    Zero for the identity map and any translation of it; grows with how much neighbouring pixels' reads diverge."""
+    from .networks import identity_grid
+    b, h, w, _ = grid.shape
+    return total_variation((grid - identity_grid(b, (h, w), grid.device, grid.dtype)).permute(0, 3, 1, 2))
+
+
 def identity_loss(features_fake: torch.Tensor, features_real: torch.Tensor) -> torch.Tensor:
     """Eq. 11: mean absolute difference of identity features (B, D), averaged over the batch."""
     return l1(features_fake, features_real)
@@ -74,5 +82,5 @@ def occlude(images: torch.Tensor, generator: torch.Generator, min_frac: float = 
     return images * (1 - mask), mask
 
 
-__all__ = ["PERCEPTUAL_LAYERS", "dice_loss", "discriminator_hinge", "generator_hinge", "identity_loss", "l1",
-           "occlude", "pas_pixel_loss", "total_variation"]
+__all__ = ["PERCEPTUAL_LAYERS", "dice_loss", "discriminator_hinge", "displacement_tv", "generator_hinge",
+           "identity_loss", "l1", "occlude", "pas_pixel_loss", "total_variation"]

@@ -18,9 +18,9 @@ from gan_bridge.train import Method
 from gan_bridge.train.registry import register
 
 from .config import PasConfig
-from .edit import build_networks, default_identity, run_pipeline
-from .losses import (PERCEPTUAL_LAYERS, dice_loss, discriminator_hinge, generator_hinge, identity_loss, l1,
-                     occlude, pas_pixel_loss, total_variation)
+from .edit import build_networks, default_identity, pas_sample, run_pipeline, start_map
+from .losses import (PERCEPTUAL_LAYERS, dice_loss, discriminator_hinge, displacement_tv, generator_hinge,
+                     identity_loss, l1, occlude, pas_pixel_loss, total_variation)
 
 
 class PasMethod(Method):
@@ -99,7 +99,7 @@ class PasMethod(Method):
         j_hat = i_hat = None
         if prep is not None and "pas" in self.modules:
             pas = self.modules["pas"]
-            j_hat, j_seg, grid = pas(prep.image_tf, prep.seg_tf, lm_J)
+            j_hat, j_seg, grid = pas_sample(pas, prep, lm_J, start_map(c, prep))
             i_hat, _, grid_r = pas(I, prep.seg_source, lm_I)
             terms["pas_pix"] = pas_pixel_loss(j_hat, J, i_hat, I, c.recon_weight)
             terms["pas_seg"] = dice_loss(prep.seg_target, j_seg)
@@ -107,8 +107,7 @@ class PasMethod(Method):
             if per is not None:
                 terms["pas_per"] = per(j_hat, J)
             if c.lambda_tv_map > 0:
-                terms["pas_tv_map"] = total_variation(grid.permute(0, 3, 1, 2)) + total_variation(
-                    grid_r.permute(0, 3, 1, 2))
+                terms["pas_tv_map"] = displacement_tv(grid) + displacement_tv(grid_r)
         elif prep is not None:
             j_hat, i_hat = prep.image_tf, I  # inpainting without PAS
         fakes = []
@@ -181,7 +180,7 @@ class PasMethod(Method):
         inputs = preprocess(d["I"], d["lm_I"], d["lm_J"])
         pas, gen = self.raw_modules.get("pas"), self.raw_modules.get("gen")
         feats = self._features(d["I"], d["lm_I"]) if gen is not None else None
-        r = run_pipeline(pas, gen, inputs, d["lm_J"], feats)
+        r = run_pipeline(pas, gen, inputs, d["lm_J"], feats, start_map(self.config, inputs))
         panels = torch.stack([d["I"], inputs.image_tf, r.sampled, r.final, d["J"]], 1)
         return panels.flatten(0, 1).clamp(-1, 1)
 

@@ -86,6 +86,9 @@ class CinBlock(nn.Module):
         return F.relu(self.norm(self.conv(x), cond))
 
 
+_EDGE = 0.999  # inputs are read at most this far from 0 by atanh (|atanh| <= 3.8)
+
+
 def _channels(base: int, level: int, cap: int) -> int:
     return min(cap, base * 2 ** level)
 
@@ -126,8 +129,9 @@ class Embedder(nn.Module):
 class Sampler(nn.Module):
     """Fully connected layers with ReLU: feature (B, feature_dim) -> sampling map (B, H, W, 2) in (-1, 1).
 
-    The last layer predicts a change of the map in atanh space around the identity map and starts at zero, so an
-    untrained sampler reads every pixel in place: ``map = tanh(atanh(identity) + fc(feature))``."""
+    The last layer predicts a change of the map in atanh space around a start map and starts at zero:
+    ``map = tanh(atanh(start) + fc(feature))``. The start map is the identity (every pixel read in place) unless
+    ``forward`` is given one (B, H, W, 2); its values are clamped into +-0.999."""
 
     def __init__(self, size: int, feature_dim: int = 512, hidden: tuple[int, ...] = (512,)):
         super().__init__()
@@ -142,15 +146,20 @@ class Sampler(nn.Module):
         self.size = size
         self.register_buffer("base", torch.atanh(identity_grid(1, (size, size))[0]), persistent=False)
 
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+    def forward(self, feature: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         delta = self.out(self.body(feature)).view(-1, self.size, self.size, 2)
-        return torch.tanh(self.base + delta)
+        if start is None:
+            return torch.tanh(self.base + delta)
+        if start.shape != delta.shape:
+            raise ValueError(f"the start map must be {tuple(delta.shape)}, got {tuple(start.shape)}")
+        return torch.tanh(torch.atanh(start.clamp(-_EDGE, _EDGE)) + delta)
 
 
 class PixelAttentionSampling(nn.Module):
     """PAS (Sec. 3.2): embed (image, target pose) -> sampling map -> sample the image and its segmentation map.
 
-    forward(images (B, 3, H, W), segs (B, C, H, W), landmarks (B, 68, 3) target pose in pixels)
+    forward(images (B, 3, H, W), segs (B, C, H, W), landmarks (B, 68, 3) target pose in pixels,
+            start (B, H, W, 2) map the sampler starts from, default the identity)
       -> (sampled images (B, 3, H, W), sampled segs (B, C, H, W), map (B, H, W, 2)).
     """
 
@@ -162,13 +171,15 @@ class PixelAttentionSampling(nn.Module):
         self.embedder = Embedder(size, 3, LANDMARK_DIM, base, levels, feature_dim, max_channels, attention_levels)
         self.sampler = Sampler(size, feature_dim, sampler_hidden)
 
-    def sampling_map(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    def sampling_map(self, images: torch.Tensor, landmarks: torch.Tensor,
+                     start: torch.Tensor | None = None) -> torch.Tensor:
         if images.shape[-2:] != (self.size, self.size):
             raise ValueError(f"PAS was built for {self.size} x {self.size} images, got {tuple(images.shape[-2:])}")
-        return self.sampler(self.embedder(images, landmark_code(landmarks, (self.size, self.size))))
+        return self.sampler(self.embedder(images, landmark_code(landmarks, (self.size, self.size))), start)
 
-    def forward(self, images: torch.Tensor, segs: torch.Tensor, landmarks: torch.Tensor):
-        grid = self.sampling_map(images, landmarks)
+    def forward(self, images: torch.Tensor, segs: torch.Tensor, landmarks: torch.Tensor,
+                start: torch.Tensor | None = None):
+        grid = self.sampling_map(images, landmarks, start)
         sampled, seg = sample_pair(images, segs, grid)
         return sampled, seg, grid
 
@@ -184,14 +195,19 @@ class InpaintGenerator(nn.Module):
     """U-Net inpainting generator (Sec. 3.3). The decoder's CIN layers are conditioned on the target's 3D landmarks
     and identity features passed through a trainable FC layer.
 
+    residual: the last convolution predicts a change of the input in atanh space and starts at zero, so an untrained
+    generator returns its input: ``out = tanh(atanh(images) + conv(x))`` (not in the paper, whose generator writes the
+    image directly; instance-normalising every decoder level loses each image's mean colour, measured in the README).
+    residual=False: ``out = tanh(conv(x))``, the paper's output.
+
     forward(images (B, 3, H, W), landmarks (B, 68, 3) pixels, identity (B, identity_dim) or None)
       -> (B, 3, H, W) in [-1, 1].
     """
 
     def __init__(self, size: int, base: int = 32, levels: int = 4, max_channels: int = 256,
-                 identity_dim: int = 128, identity_hidden: int = 128):
+                 identity_dim: int = 128, identity_hidden: int = 128, residual: bool = True):
         super().__init__()
-        self.size, self.identity_dim = size, identity_dim
+        self.size, self.identity_dim, self.residual = size, identity_dim, residual
         cond = LANDMARK_DIM + (identity_hidden if identity_dim else 0)
         self.identity_fc = nn.Linear(identity_dim, identity_hidden) if identity_dim else None
         self.stem = nn.Conv2d(3, base, 3, 1, 1)
@@ -208,6 +224,9 @@ class InpaintGenerator(nn.Module):
             self.up.append(CinBlock(c + chans[i], chans[i], cond))
             c = chans[i]
         self.out = nn.Conv2d(c, 3, 3, 1, 1)
+        if residual:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def condition(self, landmarks: torch.Tensor, identity: torch.Tensor | None) -> torch.Tensor:
         code = landmark_code(landmarks, (self.size, self.size))
@@ -229,6 +248,8 @@ class InpaintGenerator(nn.Module):
             skips.append(x)
         for up, skip in zip(self.up, reversed(skips[:-1])):
             x = up(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1), cond)
+        if self.residual:
+            return torch.tanh(torch.atanh(images.clamp(-_EDGE, _EDGE)) + self.out(x))
         return torch.tanh(self.out(x))
 
 

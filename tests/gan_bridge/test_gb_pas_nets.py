@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import gan_bridge.pas.networks as nets
-from gan_bridge.pas.losses import (dice_loss, discriminator_hinge, generator_hinge, identity_loss, l1, occlude,
-                                   pas_pixel_loss, total_variation)
+from gan_bridge.pas.losses import (dice_loss, discriminator_hinge, displacement_tv, generator_hinge, identity_loss, l1,
+                                   occlude, pas_pixel_loss, total_variation)
 from gan_bridge.pas.networks import (ConditionalInstanceNorm, InpaintGenerator, PixelAttentionSampling,
                                      ProjectionDiscriminator, SelfAttention, identity_grid, landmark_code)
 
@@ -134,7 +134,9 @@ def test_generator_and_discriminator_shapes_and_conditioning():
     ident = torch.randn(2, 8)
     out = G(image, lm, ident)
     assert out.shape == (2, 3, S, S) and out.abs().max() <= 1
+    torch.testing.assert_close(out, image.clamp(-0.999, 0.999), atol=1e-5, rtol=0)  # residual: starts as identity
     with torch.no_grad():
+        G.out.weight.normal_(0, 0.3)
         for m in G.modules():
             if isinstance(m, ConditionalInstanceNorm):
                 m.affine.weight.normal_(0, 0.3)
@@ -147,6 +149,36 @@ def test_generator_and_discriminator_shapes_and_conditioning():
         G(image, lm, None)
     with pytest.raises(ValueError, match="32 px"):
         G(image[..., :16, :16], lm, ident)
+
+
+def test_sampler_starts_from_the_given_map():
+    pas = PixelAttentionSampling(S, base=4, levels=3, feature_dim=16, sampler_hidden=(16,), max_channels=16,
+                                 attention_levels=(2,))
+    image, seg, lm = inputs()
+    start = identity_grid(2, (S, S)) * 0.5 + 0.1  # a zoom and shift
+    _, _, grid = pas(image, seg, lm, start)
+    torch.testing.assert_close(grid, start)
+    torch.testing.assert_close(pas(image, seg, lm)[2], identity_grid(2, (S, S)))
+    with pytest.raises(ValueError, match="start map"):
+        pas(image, seg, lm, start[:, :8])
+
+
+def test_residual_generator_keeps_each_images_colour_and_the_direct_one_writes_its_own():
+    """The residual output reaches a far-off input colour through no normalisation; the paper's direct output must
+    rebuild it through instance-normalised decoder levels."""
+    torch.manual_seed(0)
+    image, _, lm = inputs()
+    image = image.clamp(-0.9, 0.9)
+    for residual in (True, False):
+        G = InpaintGenerator(S, base=4, levels=3, max_channels=16, identity_dim=0, residual=residual)
+        with torch.no_grad():
+            G.out.weight.normal_(0, 0.01)
+        shifted = (image + 0.05).clamp(-1, 1)
+        change = (G(shifted, lm) - G(image, lm)).mean().item()
+        if residual:
+            assert change == pytest.approx(0.05, abs=0.01)  # the input's brightness passes straight through
+        else:
+            assert abs(change) < 0.01  # instance norm removes the input's mean shift
 
 
 # ---- losses ------------------------------------------------------------------------------------
@@ -167,6 +199,15 @@ def test_dice_loss_values():
     half = F.one_hot(torch.tensor([[[0, 1], [2, 0]]]), 3).permute(0, 3, 1, 2).float()
     # class 0: 2*1/(1+2); class 1: 1; class 2: 2*1/(2+1)
     assert dice_loss(seg, half).item() == pytest.approx((1 - 2 / 3) + 0 + (1 - 2 / 3), abs=1e-5)
+
+
+def test_displacement_tv_is_zero_for_identity_and_translation_and_grows_with_noise():
+    grid = identity_grid(2, (8, 8))
+    assert displacement_tv(grid).item() == 0
+    assert displacement_tv(grid + 0.3).item() == pytest.approx(0, abs=1e-12)
+    assert total_variation(grid.permute(0, 3, 1, 2)).item() > 0  # the plain TV of the map is not
+    noisy = grid + 0.05 * torch.randn(grid.shape, generator=torch.Generator().manual_seed(0))
+    assert displacement_tv(noisy).item() > 10 * displacement_tv(grid * 1.01).item()
 
 
 def test_total_variation_is_eq7_per_element():

@@ -10,6 +10,8 @@ from gan_bridge.face.pas_prep import (LEFT_SIDE, RIGHT_SIDE, apply_transform, ex
                                       posed_landmarks, preprocess, segmentation, similarity_transform,
                                       warp_similarity)
 from gan_bridge.face.world import FaceWorld, WorldConfig
+from gan_bridge.pas.networks import identity_grid
+from morph3d.ops import pixel_sample
 
 torch.set_num_threads(1)
 
@@ -61,6 +63,23 @@ def test_warp_similarity_moves_pixels_like_the_landmarks():
     square = torch.rand(1, 1, 9, 9, generator=g)
     rot = torch.tensor([[[0.0, -1.0, 8.0], [1.0, 0.0, 0.0]]])  # (x, y) -> (8 - y, x)
     torch.testing.assert_close(warp_similarity(square, rot)[0, 0], square[0, 0].flip(0).T)
+
+
+def test_unaligned_grid_reads_the_aligned_image_back_into_the_source_frame(world, faces):
+    lm = landmarks_3d(world.model, faces.params)
+    shift = similarity(1.0, 0, 3, -2)[None].expand(3, 2, 3)
+    target = torch.cat([apply_transform(shift, lm[..., :2].double()).float(), lm[..., 2:]], -1)
+    out = preprocess(faces.image, lm, target)
+    back = pixel_sample(out.image_tf, out.unaligned_grid())
+    # a whole-pixel shift is undone exactly where I_tf holds I's pixels (away from the repeated edge)
+    torch.testing.assert_close(back[..., 4:44, 4:44], faces.image[..., 4:44, 4:44], atol=1e-4, rtol=0)
+    # a map of I_tf read through source_grid gives what sampling I_tf itself gives, with one resampling
+    g = torch.Generator().manual_seed(1)
+    grid = (identity_grid(3, (48, 48)) * 0.8 + 0.02 * torch.randn(3, 48, 48, 2, generator=g)).clamp(-0.85, 0.85)
+    torch.testing.assert_close(pixel_sample(faces.image, out.source_grid(grid)), pixel_sample(out.image_tf, grid),
+                               atol=1e-4, rtol=0)
+    same = preprocess(faces.image, lm, lm)
+    torch.testing.assert_close(same.unaligned_grid(), identity_grid(3, (48, 48)), atol=1e-5, rtol=0)
 
 
 def test_landmarks_3d_projects_to_the_rendered_landmarks(world, faces):

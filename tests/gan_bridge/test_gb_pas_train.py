@@ -16,6 +16,8 @@ from gan_bridge.face.world import FaceWorld, WorldConfig
 from gan_bridge.pas.config import PasConfig
 from gan_bridge.pas.edit import PasEditor
 from gan_bridge.pas.method import PasMethod
+from gan_bridge.pas.networks import landmark_code
+from morph3d.ops import pixel_sample
 from gan_bridge.train import train
 from gan_bridge.train.registry import resolve_method
 
@@ -90,7 +92,7 @@ def test_pretraining_leaves_pas_alone_then_joint_training_moves_everything(world
 
 
 def test_joint_step_feeds_pas_the_preprocessed_pair_and_backpropagates_inpainting(world):
-    """PAS sees (I_tf, I^seg_tf, ldmk_J) and (I, I^seg, ldmk_I); G's loss on J_fake reaches PAS through J_hat_fake
+    """PAS's embedder sees I_tf with ldmk_J, and I with ldmk_I; G's loss on J_fake reaches PAS through J_hat_fake
     (PAS's own losses and G's reconstruction term switched off)."""
     from gan_bridge.face.pas_prep import preprocess
     torch.manual_seed(0)
@@ -100,11 +102,13 @@ def test_joint_step_feeds_pas_the_preprocessed_pair_and_backpropagates_inpaintin
     with torch.no_grad():
         pas.sampler.out.weight.normal_(0, 0.01)
     seen = []
-    pas.register_forward_hook(lambda mod, args, out: seen.append(args))
+    pas.embedder.register_forward_hook(lambda mod, args, out: seen.append(args))
     d = m.pairs(next(m.data(0)))
     terms, _ = m.losses(d, torch.Generator().manual_seed(0), pretrain=False)
     prep = preprocess(d["I"], d["lm_I"], d["lm_J"])
-    for got, want in zip(seen, [(prep.image_tf, prep.seg_tf, d["lm_J"]), (d["I"], prep.seg_source, d["lm_I"])]):
+    assert len(seen) == 2
+    for got, want in zip(seen, [(prep.image_tf, landmark_code(d["lm_J"], (S, S))),
+                                (d["I"], landmark_code(d["lm_I"], (S, S)))]):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, b)
     grad = torch.autograd.grad(terms["gen_pix"], pas.sampler.out.weight)[0]
@@ -169,7 +173,10 @@ def test_editor_reproduces_the_trained_pipeline(run, world):
     r = editor.edit(pair.image[:1], lm[:1], lm[1:])
     assert r.final.shape == (1, 3, S, S) and r.sampled.shape == (1, 3, S, S) and r.grid.shape == (1, S, S, 2)
     with torch.no_grad():
-        expect = editor.gen(editor.pas(r.inputs.image_tf, r.inputs.seg_tf, lm[1:])[0], lm[1:], None)
+        grid = editor.pas.sampling_map(r.inputs.image_tf, lm[1:], r.inputs.unaligned_grid())  # pas_start='source'
+        sampled = pixel_sample(pair.image[:1], r.inputs.source_grid(grid))  # I sampled once, zeros outside
+        expect = editor.gen(sampled, lm[1:], None)
+    torch.testing.assert_close(r.grid, grid)
     torch.testing.assert_close(r.final, expect.clamp(-1, 1))
     with pytest.raises(ValueError, match="crop them to 32 px"):
         editor.edit(torch.zeros(1, 3, 16, 16), lm[:1], lm[1:])
