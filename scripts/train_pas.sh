@@ -19,7 +19,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-/tmp/pas}"
-STEPS="${STEPS:-2000}"
+STEPS="${STEPS:-3000}"
 PRETRAIN="${PRETRAIN:-400}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 mkdir -p "$WORK"
