@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                                        "DIR/sheet.png and DIR/linet.json.")
     r.add_argument("source", help="source photo (the identity), or a folder of them: then DIR/frames/<source>/ per source and a grid sheet")
     r.add_argument("driving", help="driving photo or folder of frames (pose and expression)")
-    r.add_argument("--weights", required=True, help="'gan-bridge train linet' run folder or ckpt-*.pt")
+    r.add_argument("--weights", default=None, help="'gan-bridge train linet' run folder, ckpt-*.pt or export "
+                                                   "(default: the bundled 32 px world model world_linet_32.pt)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--no-transformer", action="store_true",
                    help="drive R and G with the driving landmarks directly (the ablation without T)")
@@ -49,6 +50,9 @@ def run(args) -> int:
         raise CommandError(f"source {source} does not exist; give a photo of the identity or a folder of them")
     sources = image_files([args.source], "source")
     frames = image_files([args.driving], "driving")
+    if args.weights is None:
+        from gan_bridge.assets import asset_path
+        args.weights = str(asset_path("world_linet_32.pt"))
     if not Path(args.weights).exists():
         raise CommandError(f"weights {args.weights} do not exist; train with 'gan-bridge train linet'")
     model = Reenactor.load(args.weights)

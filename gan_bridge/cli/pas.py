@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                                        "photos. Writes, per image, DIR/<name>/input.png, preprocessed.png (I_tf), "
                                        "sampled.png (PAS), final.png (inpainted), sheet.png and pas.json.")
     r.add_argument("images", nargs="+", help="photos and/or folders of photos")
-    r.add_argument("--weights", required=True, help="'gan-bridge train pas' run folder or ckpt-*.pt")
+    r.add_argument("--weights", default=None, help="'gan-bridge train pas' run folder, ckpt-*.pt or export "
+                                                   "(default: the bundled 32 px world model world_pas_32.pt)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--yaw", type=float, default=0.0, help="degrees; > 0 turns the nose to the image right")
     r.add_argument("--pitch", type=float, default=0.0, help="degrees")
@@ -59,6 +60,9 @@ def run(args) -> int:
     files = image_files(args.images)
     if args.landmarks and len(files) != 1:
         raise CommandError("--landmarks goes with a single IMAGE; leave it out to detect landmarks in a batch")
+    if args.weights is None:
+        from gan_bridge.assets import asset_path
+        args.weights = str(asset_path("world_pas_32.pt"))
     if not Path(args.weights).exists():
         raise CommandError(f"weights {args.weights} do not exist; train with 'gan-bridge train pas'")
     editor = PasEditor.load(args.weights)

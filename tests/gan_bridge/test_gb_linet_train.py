@@ -239,6 +239,9 @@ def test_cli_reenacts_a_folder_of_frames(run, world, tmp_path, capsys):
     assert main(["linet", "reenact", str(source), str(tmp_path / "frames" / "f0.png"), "--weights", str(run / "run"),
                  "--out", str(single), "--no-transformer"]) == 0
     assert json.loads((single / "linet.json").read_text())["transformer"] is False
+    bundled = tmp_path / "bundled"  # without --weights: the bundled world model
+    assert main(["linet", "reenact", str(source), str(tmp_path / "frames" / "f0.png"), "--out", str(bundled)]) == 0
+    assert json.loads((bundled / "linet.json").read_text())["weights"].endswith("world_linet_32.pt")
     _write_face(b, 1, tmp_path / "src", "you")
     grid = tmp_path / "grid"
     assert main(["linet", "reenact", str(tmp_path / "src"), str(tmp_path / "frames"), "--weights", str(run / "run"),

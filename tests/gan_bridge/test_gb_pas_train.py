@@ -222,6 +222,9 @@ def test_cli_rotates_a_face(run, tmp_path, capsys):
                  "--out", str(tmp_path / "out2")]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out2" / "face" / "final.png")),
                           np.asarray(Image.open(out / "face" / "final.png")))
+    # without --weights: the bundled world model
+    assert main(["pas", "rotate", str(folder), "--yaw", "25", "--out", str(tmp_path / "out3")]) == 0
+    assert json.loads((tmp_path / "out3" / "face" / "pas.json").read_text())["weights"].endswith("world_pas_32.pt")
 
 
 def test_cli_errors(run, tmp_path, capsys):
